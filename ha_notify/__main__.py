@@ -1,0 +1,25 @@
+"""Entry point of the ``ha-notify`` console script.
+
+``ha-notify check`` runs every few seconds on both nodes for as long as keepalived runs, so it
+is dispatched here before typer (and everything else heavy) is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["check"] and not {"--help", "-h"} & set(args):
+        from ha_notify.checks.runner import main as check_main
+
+        sys.exit(check_main(args[1:]))
+    from ha_notify.cli import run
+
+    sys.exit(run(args))
+
+
+if __name__ == "__main__":
+    main()

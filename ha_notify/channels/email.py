@@ -1,0 +1,190 @@
+"""Email through SMTP: one connection for every recipient, multipart text and HTML."""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import email.utils
+import logging
+import re
+import ssl
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Optional
+
+import aiosmtplib
+
+from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
+
+if TYPE_CHECKING:
+    from ha_notify.channels import Context
+    from ha_notify.config import ChannelConfig
+    from ha_notify.event import Event
+
+log = logging.getLogger(__name__)
+SECURITY = ("starttls", "tls", "none")
+_ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+$")
+
+
+def thread_id(cluster: str) -> str:
+    """One Message-ID per cluster that every mail refers to, so clients keep one thread."""
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", cluster).strip("-") or "cluster"
+    return f"<thread.{slug}@ha-notify>"
+
+
+def message_id(event: Event) -> str:
+    """Fixed when the event is created, so a retry resends the very same message."""
+    domain = re.sub(r"[^A-Za-z0-9.-]+", "-", event.node.fqdn).strip("-.") or "localhost"
+    return f"<{event.id}@{domain}>"
+
+
+def tls_context(ca_file: Optional[str], verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class EmailChannel:
+    """``type = "email"``: aiosmtplib, STARTTLS required unless told otherwise."""
+
+    def __init__(self, config: ChannelConfig, context: Context) -> None:
+        t = config.options
+        self.name = config.name
+        self.renderer = context.renderer
+        self.host: str = t.get_str("host")
+        self.security: str = t.get_str("security", "starttls", choices=SECURITY)
+        default_port = {"starttls": 587, "tls": 465, "none": 25}[self.security]
+        self.port: int = t.get_int("port", default_port, minimum=1)
+        self.username: Optional[str] = t.get_str("username", None)
+        self.password = t.secret("password")
+        if self.password is not None and self.username is None:
+            raise ConfigError(f"{t.where('username')}: missing; a password needs a username")
+        self.sender: str = t.get_str("from")
+        self.to: tuple[str, ...] = t.get_list("to")
+        for key, addresses in (("from", (self.sender,)), ("to", self.to)):
+            for address in addresses:
+                if not _ADDRESS.match(address):
+                    raise t.error(key, "an email address like ops@example.com", address)
+        if not self.to:
+            raise t.error("to", "at least one recipient")
+        self.timeout: float = t.get_float("timeout", 15.0)
+        self.ca_file: Optional[str] = t.get_str("ca_file", None)
+        self.tls_verify: bool = t.get_bool("tls_verify", True)
+        self.helo: Optional[str] = t.get_str("helo", None)
+
+    def build(self, event: Event) -> EmailMessage:
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["Subject"] = self.renderer.subject(event)
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.to)
+        msg["Date"] = email.utils.formatdate(localtime=True)
+        msg["Message-ID"] = message_id(event)
+        thread = thread_id(event.cluster)
+        msg["In-Reply-To"] = thread
+        msg["References"] = thread
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-HA-Notify-Event"] = event.id
+        msg["X-HA-Notify-State"] = event.state.upper()
+        msg.set_content(self.renderer.render("body.txt", event), charset="utf-8")
+        msg.add_alternative(self.renderer.render("body.html", event), subtype="html")
+        return msg
+
+    def _client(self) -> aiosmtplib.SMTP:
+        if not self.tls_verify:
+            log.warning(
+                "channel %s: tls_verify = false: the SMTP server %s is NOT authenticated",
+                self.name,
+                self.host,
+            )
+        kwargs: dict[str, Any] = {
+            "hostname": self.host,
+            "port": self.port,
+            "timeout": self.timeout,
+            "local_hostname": self.helo,
+        }
+        if self.security == "none":
+            kwargs.update(use_tls=False, start_tls=False)
+        else:
+            kwargs.update(
+                use_tls=self.security == "tls",
+                start_tls=self.security == "starttls",
+                tls_context=tls_context(self.ca_file, self.tls_verify),
+            )
+        return aiosmtplib.SMTP(**kwargs)
+
+    async def send(self, event: Event) -> None:
+        msg = self.build(event)
+        try:
+            await asyncio.wait_for(self._deliver(msg), self.timeout)
+        except (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError) as exc:
+            raise ChannelTimeoutError(
+                f"SMTP {self.host}:{self.port} did not answer within {self.timeout:g}s"
+            ) from exc
+
+    async def _deliver(self, msg: EmailMessage) -> None:
+        smtp = self._client()
+        where = f"SMTP {self.host}:{self.port}"
+        try:
+            await smtp.connect()
+            if self.username is not None and self.password is not None:
+                await smtp.login(self.username, self.password.reveal())
+            errors, _reply = await smtp.send_message(msg, sender=self.sender, recipients=self.to)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise ChannelError(
+                f"{where} refused the login of {self.username!r} ({exc.code}); "
+                "check username and password",
+                retryable=False,
+            ) from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = ", ".join(f"{r.recipient} ({r.code} {r.message})" for r in exc.recipients)
+            raise ChannelError(
+                f"{where} refused every recipient: {refused}", retryable=False
+            ) from exc
+        except aiosmtplib.SMTPConnectError as exc:
+            raise ChannelError(f"{where}: cannot connect: {exc}") from exc
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            raise ChannelError(f"{where} closed the connection: {exc}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise ChannelError(
+                f"{where} answered {exc.code} {exc.message}", retryable=exc.code < 500
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ChannelError(
+                f"{where}: TLS certificate not trusted ({exc.verify_message}); set ca_file to "
+                "the CA that signed it, or fix the server's certificate",
+                retryable=False,
+            ) from exc
+        except aiosmtplib.SMTPException as exc:
+            text = str(exc)
+            if "STARTTLS" in text:
+                raise ChannelError(
+                    f"{where} does not offer STARTTLS; refusing to send in plain text "
+                    '(use security = "tls" for port 465, or security = "none" only on a '
+                    "trusted network)",
+                    retryable=False,
+                ) from exc
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise ChannelError(
+                    f"{where}: TLS certificate not trusted ({cause.verify_message}); set "
+                    "ca_file to the CA that signed it, or fix the server's certificate",
+                    retryable=False,
+                ) from exc
+            raise ChannelError(f"{where}: {text}") from exc
+        except OSError as exc:
+            raise ChannelError(f"{where}: {exc.strerror or exc}") from exc
+        finally:
+            if smtp.is_connected:
+                try:
+                    await asyncio.wait_for(smtp.quit(), 2)
+                except Exception:
+                    smtp.close()
+        if errors:
+            refused = ", ".join(f"{r} ({resp.code} {resp.message})" for r, resp in errors.items())
+            delivered = len(self.to) - len(errors)
+            raise ChannelError(
+                f"{where} accepted {delivered} of {len(self.to)} recipients; refused: {refused}",
+                retryable=False,
+            )

@@ -1,0 +1,258 @@
+"""The typer CLI: wires commands to functions; the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ha_notify import log as logsetup
+from ha_notify.config import STATES, load
+from ha_notify.errors import ExitCode, HaNotifyError, SpoolError, TemplateError, UsageError
+from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
+from ha_notify.notify import Notifier, Request
+
+app = typer.Typer(
+    name="ha-notify",
+    help="Failover notifications and health checks for HAProxy + keepalived pairs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Validate or show the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+log = logging.getLogger("ha_notify.cli")
+
+ConfigOpt = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Config file [default: $HA_NOTIFY_CONFIG, then /etc/ha-notify/config.toml]",
+    show_default=False,
+)
+InstanceOpt = typer.Option(None, "--instance", "-i", help="keepalived instance name.")
+PriorityOpt = typer.Option(None, "--priority", "-p", help="VRRP priority (0-255).")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print what would be sent; send nothing.")
+
+
+def _notify(
+    state: str,
+    instance: Optional[str],
+    priority: Optional[int],
+    config: Optional[str],
+    dry_run: bool,
+    kind: str = "INSTANCE",
+) -> int:
+    cfg = load(config)
+    parse_priority(None if priority is None else str(priority))
+    req = Request(parse_state(state), parse_name(instance or cfg.general.instance), kind, priority)
+    notifier = Notifier(cfg)
+    if dry_run:
+        _print_rendered(notifier, notifier.make_event(req), None)
+        return ExitCode.OK
+    return notifier.notify(req)
+
+
+def _state_command(state: str) -> None:
+    def command(
+        instance: Optional[str] = InstanceOpt,
+        priority: Optional[int] = PriorityOpt,
+        config: Optional[str] = ConfigOpt,
+        dry_run: bool = DryRunOpt,
+    ) -> int:
+        return _notify(state, instance, priority, config, dry_run)
+
+    command.__doc__ = f"Notify that this node entered {state.upper()} (for notify_{state})."
+    app.command(name=state)(command)
+
+
+for _state in ("master", "backup", "fault", "stop"):
+    _state_command(_state)
+
+
+@app.command()
+def notify(
+    type_: str = typer.Argument(..., metavar="TYPE", help="INSTANCE or GROUP"),
+    name: str = typer.Argument(..., help="Instance or group name, e.g. VI_1"),
+    state: str = typer.Argument(..., help="MASTER, BACKUP, FAULT, STOP or DELETED"),
+    priority: Optional[str] = typer.Argument(None, help="VRRP priority"),
+    config: Optional[str] = ConfigOpt,
+    dry_run: bool = DryRunOpt,
+) -> int:
+    """keepalived's generic form: notify "/usr/local/bin/ha-notify notify" appends TYPE NAME
+    STATE PRIORITY."""
+    kind = parse_kind(type_)
+    prio = parse_priority(priority)
+    return _notify(state, parse_name(name), prio, config, dry_run, kind)
+
+
+@app.command()
+def fifo(
+    fifo_path: Path = typer.Argument(..., metavar="FIFO_PATH", help="keepalived's notify FIFO"),
+    config: Optional[str] = ConfigOpt,
+) -> int:
+    """Read keepalived's notify FIFO in order, forever (for notify_fifo_script)."""
+    from ha_notify.fifo import serve
+
+    return serve(fifo_path, load(config))
+
+
+@app.command()
+def flush(
+    config: Optional[str] = ConfigOpt,
+    due: bool = typer.Option(
+        False,
+        "--due",
+        help="Only deliveries whose backoff has expired (what the systemd timer runs).",
+    ),
+    retry_dead: bool = typer.Option(
+        False, "--retry-dead", help="Move given-up deliveries back to pending first."
+    ),
+) -> int:
+    """Deliver what the spool still holds."""
+    notifier = Notifier(load(config))
+    outcome = notifier.flush(due_only=due, retry_dead=retry_dead)
+    left = len(notifier.spool.list_pending())
+    print(f"sent {len(outcome.sent)}, still pending {left}, given up {len(outcome.dead)}")
+    for error in sorted(set(outcome.errors.values())):
+        print(f"  error: {error}", file=sys.stderr)
+    return ExitCode.FAILED if outcome.dead else ExitCode.OK
+
+
+@app.command("test")
+def test_(
+    channel: Optional[str] = typer.Option(None, "--channel", help="Only this channel."),
+    config: Optional[str] = ConfigOpt,
+) -> int:
+    """Send a clearly marked test notification through the channels."""
+    cfg = load(config)
+    if not cfg.channels:
+        raise UsageError(f"no channel is configured (config: {cfg.path or 'none found'})")
+    results = Notifier(cfg).test(channel)
+    for name, result in results.items():
+        print(f"{name}: {result}")
+    return ExitCode.OK if all(r == "ok" for r in results.values()) else ExitCode.FAILED
+
+
+def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) -> None:
+    from ha_notify.channels import Context as ChannelContext
+    from ha_notify.channels import build
+
+    names = [channel] if channel else [c.name for c in notifier.config.channels]
+    if not names:
+        r = notifier.renderer
+        print(f"Subject: {r.subject(event)}\n\n{r.render('body.txt', event)}")
+        return
+    for name in names:
+        cfg = notifier.config.channel(name)
+        built = build(cfg, ChannelContext(notifier.renderer, notifier.config.general))
+        preview = getattr(built, "preview", None)
+        print(f"===== channel {name} ({cfg.type}) =====")
+        if callable(preview):
+            print(preview(event))
+        else:
+            print(notifier.renderer.render("chat.md", event))
+
+
+@app.command()
+def render(
+    state: str = typer.Argument(..., help="master, backup, fault or stop"),
+    channel: Optional[str] = typer.Option(None, "--channel", help="Only this channel."),
+    instance: Optional[str] = InstanceOpt,
+    config: Optional[str] = ConfigOpt,
+) -> int:
+    """Print exactly what would be sent for STATE; send nothing, record nothing."""
+    cfg = load(config)
+    notifier = Notifier(cfg)
+    req = Request(parse_state(state), parse_name(instance or cfg.general.instance))
+    _print_rendered(notifier, notifier.make_event(req, previous="backup"), channel)
+    return ExitCode.OK
+
+
+@config_app.command("check")
+def config_check(config: Optional[str] = ConfigOpt) -> int:
+    """Validate the config and every channel's settings (secrets included)."""
+    from ha_notify.channels import Context as ChannelContext
+    from ha_notify.channels import build
+    from ha_notify.render import Renderer
+
+    cfg = load(config)
+    if cfg.path is None:
+        print("no config file found; ha-notify will only log and record states")
+        return ExitCode.OK
+    renderer = Renderer(cfg.general.language, cfg.general.templates_dir)
+    for ch in cfg.channels:
+        build(ch, ChannelContext(renderer, cfg.general))
+    print(
+        f"{cfg.path}: ok ({len(cfg.channels)} channels: "
+        f"{', '.join(c.name for c in cfg.channels) or 'none'})"
+    )
+    return ExitCode.OK
+
+
+@config_app.command("show")
+def config_show(config: Optional[str] = ConfigOpt) -> int:
+    """Print the effective config with defaults filled in and secrets masked."""
+    from ha_notify.showconfig import dump
+
+    print(dump(load(config)))
+    return ExitCode.OK
+
+
+@app.command()
+def status(
+    config: Optional[str] = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> int:
+    """Last state per instance, pending deliveries per channel, oldest age, last error."""
+    from ha_notify.status import collect, format_text
+
+    report = collect(load(config))
+    print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_text(report))
+    return ExitCode.OK
+
+
+def _normalise(args: list[str]) -> list[str]:
+    """``ha-notify MASTER`` works like ``master``; ``ha-notify falut`` names the states."""
+    if not args or args[0].startswith("-"):
+        return args
+    commands = {"config", "check", "doctor"} | {
+        c.name or getattr(c.callback, "__name__", "").rstrip("_") for c in app.registered_commands
+    }
+    word = args[0]
+    if word in commands:
+        return args
+    if word.lower() in STATES and word.lower() in commands:
+        return [word.lower(), *args[1:]]
+    parse_state(word)  # raises, naming the accepted states
+    raise UsageError(f"{word!r} is not a command; see ha-notify --help")
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI; the only place exceptions become exit codes."""
+    logsetup.setup(verbose="--verbose" in args)
+    args = [a for a in args if a != "--verbose"]
+    try:
+        result = app(args=_normalise(args), prog_name="ha-notify", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 130
+    except (TemplateError, SpoolError) as exc:
+        logsetup.error(str(exc))
+        return ExitCode.FAILED
+    except HaNotifyError as exc:
+        # Usage and configuration errors: nothing was sent. The message says what to fix.
+        logsetup.error(str(exc))
+        return ExitCode.USAGE
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors
+            logsetup.error(exc.format_message())
+            return ExitCode.USAGE
+        raise
+    return int(result) if isinstance(result, int) else ExitCode.OK

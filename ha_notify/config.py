@@ -1,0 +1,315 @@
+"""TOML configuration turned into frozen dataclasses; the last place raw dicts exist.
+
+Every error names the file, the key and what is expected, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+from ha_notify.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+DEFAULT_PATH = Path("/etc/ha-notify/config.toml")
+ENV_VAR = "HA_NOTIFY_CONFIG"
+STATES = ("master", "backup", "fault", "stop", "deleted")
+LANGUAGES = ("en", "zh_CN")
+SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
+_MISSING: Any = object()
+T = TypeVar("T")
+
+
+class Secret:
+    """A secret value that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def resolve_path(explicit: Optional[str] = None) -> tuple[Path, bool]:
+    """Return the config path and whether the user named it (flag or environment)."""
+    if explicit:
+        return Path(explicit), True
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env), True
+    return DEFAULT_PATH, False
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Parse one TOML file; a syntax error names the file and the line."""
+    try:
+        with path.open("rb") as fh:
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"{path}: cannot read the config file (permission denied)") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from exc
+
+
+def check_private(path: Path, what: str, *, key: str) -> None:
+    """Refuse a secrets file that group or others can read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{key}: {what} {path} does not exist") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"{key}: {what} {path} cannot be read (permission denied)") from exc
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{key}: {what} {path} is readable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); fix it with: chmod 600 {path}"
+        )
+
+
+class Table:
+    """Typed, read-once access to one TOML table; errors say file, key and expectation."""
+
+    def __init__(self, data: dict[str, Any], path: Optional[Path], prefix: str) -> None:
+        self._data = data
+        self.path = path
+        self.prefix = prefix
+        self._read: set[str] = set()
+
+    def where(self, key: str) -> str:
+        dotted = f"{self.prefix}.{key}" if self.prefix else key
+        return f"{self.path}: {dotted}" if self.path else dotted
+
+    def error(self, key: str, expected: str, got: Any = _MISSING) -> ConfigError:
+        shown = "" if got is _MISSING else f", got {got!r}"
+        return ConfigError(f"{self.where(key)}: expected {expected}{shown}")
+
+    def _get(self, key: str, default: Any, expected: str, ok: Callable[[Any], bool]) -> Any:
+        self._read.add(key)
+        if key not in self._data:
+            if default is _MISSING:
+                raise ConfigError(f"{self.where(key)}: missing; expected {expected}")
+            return default
+        value = self._data[key]
+        if not ok(value):
+            raise self.error(key, expected, value)
+        return value
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def get_str(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
+        expected = "one of " + ", ".join(repr(c) for c in choices) if choices else "a string"
+        value = self._get(key, default, expected, lambda v: isinstance(v, str) and v != "")
+        if choices and value is not None and value not in choices:
+            raise self.error(key, expected, value)
+        return value
+
+    def get_int(self, key: str, default: Any = _MISSING, *, minimum: int = 0) -> Any:
+        def ok(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+        return self._get(key, default, f"a whole number >= {minimum}", ok)
+
+    def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
+        def ok(v: Any) -> bool:
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            return number and (v > 0 or not positive)
+
+        value = self._get(key, default, "a number > 0" if positive else "a number", ok)
+        return None if value is None else float(value)
+
+    def get_bool(self, key: str, default: Any = _MISSING) -> Any:
+        return self._get(key, default, "true or false", lambda v: isinstance(v, bool))
+
+    def get_list(self, key: str, default: Any = _MISSING, *, allow_str: bool = True) -> Any:
+        def ok(v: Any) -> bool:
+            if allow_str and isinstance(v, str) and v:
+                return True
+            return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+        value = self._get(key, default, "a list of strings", ok)
+        if isinstance(value, str):
+            return (value,)
+        return None if value is None else tuple(value)
+
+    def table(self, key: str) -> dict[str, Any]:
+        return dict(self._get(key, {}, "a table", lambda v: isinstance(v, dict)))
+
+    def get_path(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.get_str(key, default)
+        return None if value is None else Path(value)
+
+    def secret(self, key: str, *, required: bool = False) -> Optional[Secret]:
+        """Read ``key``, ``key_file`` or ``key_env``; permissions are checked, never logged."""
+        given = [k for k in (key, f"{key}_file", f"{key}_env") if k in self._data]
+        for k in (key, f"{key}_file", f"{key}_env"):
+            self._read.add(k)
+        if len(given) > 1:
+            raise ConfigError(f"{self.where(key)}: set only one of {', '.join(given)}")
+        if not given:
+            if required:
+                raise ConfigError(f"{self.where(key)}: missing; set {key}, {key}_file or {key}_env")
+            return None
+        name = given[0]
+        value = self._data[name]
+        if not isinstance(value, str) or not value:
+            # Never echo the value: it may be the secret itself.
+            raise ConfigError(f"{self.where(name)}: expected a non-empty string")
+        if name == key:
+            if self.path is not None:
+                check_private(self.path, "config file holding a secret", key=self.where(key))
+            return Secret(value)
+        if name.endswith("_env"):
+            env_value = os.environ.get(value)
+            if not env_value:
+                raise ConfigError(f"{self.where(name)}: environment variable {value} is not set")
+            return Secret(env_value)
+        secret_path = Path(value)
+        check_private(secret_path, "secrets file", key=self.where(name))
+        try:
+            text = secret_path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.where(name)}: cannot read {secret_path}: {exc}") from exc
+        if not text:
+            raise ConfigError(f"{self.where(name)}: {secret_path} is empty")
+        return Secret(text)
+
+    def reject_unknown(self, also_allowed: tuple[str, ...] = ()) -> None:
+        unknown = sorted(set(self._data) - self._read - set(also_allowed))
+        if unknown:
+            known = ", ".join(sorted(self._read | set(also_allowed)))
+            raise ConfigError(f"{self.where(unknown[0])}: unknown key; known keys: {known}")
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    cluster: str = "haproxy"
+    state_dir: Path = Path("/var/lib/ha-notify")
+    language: str = "en"
+    deadline: float = 20.0
+    templates_dir: Optional[Path] = None
+    virtual_addresses: tuple[str, ...] = ()
+    instance: str = "default"
+    max_age: float = 86400.0
+    flap_threshold: int = 5
+    flap_window: float = 120.0
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One ``[channels.NAME]`` table: its name, type, state filter and its own options."""
+
+    name: str
+    type: str
+    states: frozenset[str]
+    options: Table = field(compare=False, repr=False)
+
+    def wants(self, state: str) -> bool:
+        return state in self.states
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Optional[Path]
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    channels: tuple[ChannelConfig, ...] = ()
+    checks: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def channel(self, name: str) -> ChannelConfig:
+        for ch in self.channels:
+            if ch.name == name:
+                return ch
+        known = ", ".join(c.name for c in self.channels) or "none configured"
+        raise ConfigError(f"{self.path}: no channel named {name!r}; channels: {known}")
+
+
+def _general(data: dict[str, Any], path: Path) -> GeneralConfig:
+    t = Table(data, path, "general")
+    d = GeneralConfig()
+    general = GeneralConfig(
+        cluster=t.get_str("cluster", d.cluster),
+        state_dir=t.get_path("state_dir", d.state_dir),
+        language=t.get_str("language", d.language, choices=LANGUAGES),
+        deadline=t.get_float("deadline", d.deadline),
+        templates_dir=t.get_path("templates_dir", None),
+        virtual_addresses=t.get_list("virtual_addresses", ()),
+        instance=t.get_str("instance", d.instance),
+        max_age=t.get_float("max_age", d.max_age),
+        flap_threshold=t.get_int("flap_threshold", d.flap_threshold, minimum=2),
+        flap_window=t.get_float("flap_window", d.flap_window),
+    )
+    t.reject_unknown()
+    return general
+
+
+def _channel(name: str, data: Any, path: Path) -> ChannelConfig:
+    where = f"{path}: channels.{name}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table [channels.{name}]")
+    t = Table(data, path, f"channels.{name}")
+    ctype = t.get_str("type")
+    states = t.get_list("states", STATES)
+    bad = [s for s in states if s.lower() not in STATES]
+    if bad:
+        raise t.error("states", "a list of " + ", ".join(STATES), bad[0])
+    return ChannelConfig(
+        name=name, type=ctype, states=frozenset(s.lower() for s in states), options=t
+    )
+
+
+def parse(data: dict[str, Any], path: Path) -> Config:
+    """Turn a parsed TOML document into a Config (channel options are checked later)."""
+    unknown = sorted(set(data) - {"general", "channels", "checks"})
+    if unknown:
+        raise ConfigError(
+            f"{path}: {unknown[0]}: unknown table; expected [general], [channels.NAME], [checks]"
+        )
+    general = data.get("general", {})
+    if not isinstance(general, dict):
+        raise ConfigError(f"{path}: general: expected a table [general]")
+    channels = data.get("channels", {})
+    if not isinstance(channels, dict):
+        raise ConfigError(f"{path}: channels: expected tables [channels.NAME]")
+    checks = data.get("checks", {})
+    if not isinstance(checks, dict):
+        raise ConfigError(f"{path}: checks: expected tables [checks.NAME]")
+    return Config(
+        path=path,
+        general=_general(general, path),
+        channels=tuple(_channel(n, c, path) for n, c in channels.items()),
+        checks=checks,
+    )
+
+
+def load(explicit: Optional[str] = None) -> Config:
+    """Load the effective config; a missing default file means "no channels"."""
+    path, named = resolve_path(explicit)
+    if not path.exists():
+        if named:
+            raise ConfigError(f"{path}: config file not found (from --config or ${ENV_VAR})")
+        return Config(path=None)
+    return parse(load_toml(path), path)

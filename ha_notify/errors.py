@@ -1,0 +1,57 @@
+"""One error root for the package; only the CLI turns these into exit codes."""
+
+from __future__ import annotations
+
+import enum
+from typing import Optional
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of every command (see the README's table)."""
+
+    OK = 0  # notify: delivered or safely spooled; check: healthy
+    FAILED = 1  # notify: neither delivered nor spooled; check: unhealthy
+    USAGE = 2  # usage or configuration error; nothing was sent
+
+
+class HaNotifyError(Exception):
+    """Root of every error ha-notify raises on purpose."""
+
+
+class UsageError(HaNotifyError, ValueError):
+    """A command-line argument is wrong (unknown state, bad number)."""
+
+
+class ConfigError(HaNotifyError, ValueError):
+    """The configuration is wrong; the message names file, key and what is expected."""
+
+
+class TemplateError(HaNotifyError):
+    """A template could not be rendered."""
+
+
+class SpoolError(HaNotifyError, OSError):
+    """The spool under state_dir cannot be written or read."""
+
+
+class ChannelError(HaNotifyError):
+    """One delivery through one channel failed.
+
+    ``retryable`` is False for mistakes that a retry cannot fix (bad token, refused
+    recipient); ``retry_after`` carries a server's hint in seconds (HTTP 429).
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: Optional[float] = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ChannelTimeoutError(ChannelError, TimeoutError):
+    """A channel did not answer in time."""
+
+
+class CheckError(HaNotifyError):
+    """A health check could not run as configured (not: the service is unhealthy)."""

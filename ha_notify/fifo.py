@@ -1,0 +1,153 @@
+"""``ha-notify fifo``: keepalived's notify FIFO, read in order, forever.
+
+A reader thread drains the FIFO into a queue so keepalived never blocks on a slow SMTP
+server; the main thread records and spools each line in FIFO order, then delivers. On SIGTERM
+keepalived is about to write its final STOP lines (it signals the FIFO script first), so the
+reader keeps going for a short grace period before it exits. A lock makes a new reader (after
+a reload) wait for the old one instead of sharing the FIFO with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import signal
+import stat
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Optional
+
+from ha_notify import dispatch
+from ha_notify.config import Config
+from ha_notify.errors import ExitCode, SpoolError, UsageError
+from ha_notify.event import parse_fifo_line
+from ha_notify.fsutil import locked
+from ha_notify.notify import Notifier, Request
+
+log = logging.getLogger(__name__)
+GRACE = 2.0  # seconds to keep reading after SIGTERM once the FIFO is quiet
+GRACE_MAX = 5.0  # and never longer than this
+IDLE = 10.0  # seconds between housekeeping runs (flapping, due retries) when quiet
+MAX_LINE = 4096
+
+
+def open_fifo(path: Path) -> int:
+    """Open (creating if needed) the FIFO read-write: we never see EOF when a writer leaves."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        os.mkfifo(path, 0o600)
+        st = path.stat()
+    if not stat.S_ISFIFO(st.st_mode):
+        raise UsageError(f"{path} is not a FIFO (keepalived's notify_fifo creates one)")
+    return os.open(path, os.O_RDWR)
+
+
+def _reader(fd: int, lines: queue.Queue[str]) -> None:
+    buffer = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError as exc:
+            log.error("reading the notify FIFO failed: %s", exc)
+            return
+        if not chunk:  # cannot happen with O_RDWR, but never spin
+            time.sleep(0.1)
+            continue
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_LINE:
+            log.error("notify FIFO line longer than %d bytes; skipped", MAX_LINE)
+            buffer = b""
+        for raw in complete:
+            lines.put(raw[:MAX_LINE].decode("utf-8", errors="replace"))
+
+
+class FifoServer:
+    def __init__(self, path: Path, config: Config) -> None:
+        self.path = path
+        self.notifier = Notifier(config)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stop_at: Optional[float] = None
+
+    def _on_term(self, signum: int, frame: Optional[FrameType]) -> None:
+        del frame
+        if self.stop_at is None:
+            log.info("signal %d: reading final lines for up to %gs", signum, GRACE_MAX)
+            self.stop_at = time.monotonic() + GRACE_MAX
+
+    def handle(self, line: str) -> bool:
+        """Record one line; True if something was spooled."""
+        try:
+            parsed = parse_fifo_line(line)
+        except UsageError as exc:
+            log.warning("%s; skipped", exc)
+            return False
+        if parsed is None:
+            if line.strip():
+                log.info("notify FIFO: ignored %r", line.strip()[:120])
+            return False
+        req = Request(parsed.state, parsed.name, parsed.kind, parsed.priority)
+        try:
+            return bool(self.notifier.record(req))
+        except SpoolError as exc:
+            self.notifier._without_spool(req, exc)
+            return False
+
+    def deliver(self, due_only: bool) -> None:
+        n = self.notifier
+        n.started = time.monotonic()
+        n.run(dispatch.flush(n.spool, n.channels, due_only=due_only))
+
+    def serve(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_term)
+        fd = open_fifo(self.path)
+        threading.Thread(target=_reader, args=(fd, self.lines), daemon=True).start()
+        log.info("reading keepalived notify FIFO %s", self.path)
+        last_housekeeping = time.monotonic()
+        while True:
+            if self.stop_at is None:
+                timeout = IDLE
+            else:
+                timeout = max(0.0, min(GRACE, self.stop_at - time.monotonic()))
+            batch = self._drain(timeout)
+            spooled = [self.handle(line) for line in batch]
+            now = time.monotonic()
+            if any(spooled) or now - last_housekeeping >= IDLE:
+                last_housekeeping = now
+                try:
+                    self.notifier.settle_flapping()
+                except (SpoolError, OSError) as exc:
+                    log.error("flapping check failed: %s", exc)
+                self.deliver(due_only=not any(spooled))
+            if self.stop_at is not None and (not batch or time.monotonic() >= self.stop_at):
+                return ExitCode.OK
+
+    def _drain(self, timeout: float) -> list[str]:
+        """Wait up to ``timeout`` for a line, then take every line already waiting."""
+        try:
+            batch = [self.lines.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                batch.append(self.lines.get_nowait())
+            except queue.Empty:
+                return batch
+
+
+def serve(path: Path, config: Config) -> int:
+    """Run the FIFO reader until SIGTERM (plus grace); one reader per FIFO at a time."""
+    lock_dir = config.general.state_dir
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise SpoolError(f"state_dir {lock_dir}: cannot create it: {exc.strerror}") from exc
+    digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:12]
+    with locked(lock_dir / f"fifo-{digest}.lock") as _:
+        return FifoServer(path, config).serve()

@@ -1,0 +1,234 @@
+"""The notify path: record the state, spool the event, deliver within the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Optional, TypeVar
+
+from ha_notify import dispatch, node
+from ha_notify.channels import Context, build
+from ha_notify.config import Config
+from ha_notify.dispatch import Built, Outcome
+from ha_notify.errors import ConfigError, ExitCode, SpoolError
+from ha_notify.event import STABLE, TEST, Event
+from ha_notify.render import Renderer
+from ha_notify.spool import Delivery, Spool
+from ha_notify.state import SUPPRESSED, StateStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One state change as keepalived (or a person) reported it."""
+
+    state: str
+    name: str
+    kind: str = "INSTANCE"
+    priority: Optional[int] = None
+
+
+class Notifier:
+    """Everything one invocation needs: config, renderer, channels, store and spool."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        g = config.general
+        self.renderer = Renderer(g.language, g.templates_dir)
+        self.store = StateStore(g.state_dir, g.flap_threshold, g.flap_window)
+        self.spool = Spool(g.state_dir, g.max_age)
+        self.started = time.monotonic()
+        self._channels: Optional[dict[str, Built]] = None
+
+    @property
+    def channels(self) -> dict[str, Built]:
+        """Every configured channel, built once; one that fails to build is reported, kept."""
+        if self._channels is None:
+            context = Context(self.renderer, self.config.general)
+            built: dict[str, Built] = {}
+            for cfg in self.config.channels:
+                try:
+                    built[cfg.name] = build(cfg, context)
+                except ConfigError as exc:
+                    log.error("channel %s cannot be used: %s", cfg.name, exc)
+                    built[cfg.name] = exc
+            self._channels = built
+        return self._channels
+
+    def remaining(self) -> float:
+        return max(0.1, self.config.general.deadline - (time.monotonic() - self.started))
+
+    def make_event(self, req: Request, *, previous: Optional[str] = None, seq: int = 0) -> Event:
+        g = self.config.general
+        return Event(
+            state=req.state,
+            name=req.name,
+            kind=req.kind,
+            priority=req.priority,
+            previous=previous,
+            seq=seq,
+            cluster=g.cluster,
+            node=node.gather(g.virtual_addresses, g.state_dir if g.state_dir.is_dir() else None),
+            virtual_addresses=g.virtual_addresses,
+        )
+
+    def wanted(self, event: Event) -> list[str]:
+        """The channels whose ``states`` filter lets this event through (tests go to all)."""
+        return [c.name for c in self.config.channels if event.is_test or c.wants(event.state)]
+
+    def run(self, coro: Awaitable[T]) -> Optional[T]:
+        """Run ``coro`` within what is left of the deadline; SIGTERM cancels it cleanly.
+
+        Returns None when the deadline or a signal cut it short: what was not sent is in
+        the spool already.
+        """
+
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        async def bounded() -> Optional[T]:
+            task = asyncio.ensure_future(coro)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            try:
+                return await asyncio.wait_for(task, self.remaining())
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                log.warning("stopped before every delivery finished; the rest stays spooled")
+                return None
+
+        try:
+            return asyncio.run(bounded())
+        finally:
+            for sig, handler in saved.items():  # asyncio leaves SIG_DFL behind
+                signal.signal(sig, handler)
+
+    def settle_flapping(self) -> list[Event]:
+        """Spool a "stable again" event for every instance whose flapping has ended."""
+        events = []
+        for s in self.store.settle():
+            kind, _, name = s.key.partition(":")
+            event = self.make_event(Request(s.state, name, kind), seq=s.seq)
+            event = _with(event, subject=STABLE, transitions=s.transitions)
+            self.spool.add(event, self.wanted(event))
+            log.warning("%s is stable again in state %s", s.key, s.state.upper())
+            events.append(event)
+        return events
+
+    def record(self, req: Request) -> list[Delivery]:
+        """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
+        key = f"{req.kind}:{req.name}"
+        rec = self.store.record(key, req.state)
+        level = logging.WARNING if req.state in ("fault", "stop") else logging.INFO
+        log.log(
+            level,
+            "%s %s: %s -> %s (priority %s, #%d)",
+            req.kind,
+            req.name,
+            (rec.previous or "unknown").upper(),
+            req.state.upper(),
+            "-" if req.priority is None else req.priority,
+            rec.seq,
+        )
+        if not self.config.channels:
+            print(
+                f"ha-notify: recorded {key} {req.state.upper()} (#{rec.seq}); no channel is "
+                f"configured (config: {self.config.path or 'none found'})",
+                file=sys.stderr,
+            )
+            return []
+        if rec.subject == SUPPRESSED:
+            log.warning("%s is flapping: %s recorded, summarised when stable", key, req.state)
+            return []
+        event = self.make_event(req, previous=rec.previous, seq=rec.seq)
+        event = _with(event, subject=rec.subject, transitions=rec.transitions)
+        mine = self.spool.add(event, self.wanted(event))
+        self.settle_flapping()
+        return mine
+
+    def notify(self, req: Request) -> ExitCode:
+        """Record, spool, deliver: the whole of ``ha-notify master`` and friends."""
+        try:
+            mine = self.record(req)
+        except SpoolError as exc:
+            return self._without_spool(req, exc)
+        if not mine:
+            return ExitCode.OK
+        outcome = self.run(dispatch.flush(self.spool, self.channels)) or Outcome()
+        return self._verdict(mine, outcome)
+
+    def _verdict(self, mine: list[Delivery], outcome: Outcome) -> ExitCode:
+        ids = {str(d.path) for d in mine}
+        dead = [d for d in outcome.dead if str(d.path) in ids]
+        broken = [n for n, c in self.channels.items() if isinstance(c, ConfigError)]
+        for d in dead:
+            print(
+                f"ha-notify: NOT delivered via {d.channel}: "
+                f"{outcome.errors.get(str(d.path), 'gave up')}",
+                file=sys.stderr,
+            )
+        for d in outcome.retrying:
+            if str(d.path) in ids:
+                print(
+                    f"ha-notify: spooled for retry via {d.channel}: "
+                    f"{outcome.errors.get(str(d.path), 'deadline reached')}",
+                    file=sys.stderr,
+                )
+        mine_broken = [d for d in mine if d.channel in broken]
+        return ExitCode.FAILED if dead or mine_broken else ExitCode.OK
+
+    def _without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
+        """state_dir is unusable: say so, and still try every channel once, directly."""
+        log.error("%s; sending without the spool (no retry possible)", exc)
+        print(f"ha-notify: {exc}; fix state_dir permissions. Sending directly.", file=sys.stderr)
+        event = self.make_event(req)
+        targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
+        outcome = self.run(dispatch.send_direct(self.channels, targets)) or Outcome()
+        for d in outcome.sent:
+            print(f"ha-notify: delivered via {d.channel} (unspooled)", file=sys.stderr)
+        return ExitCode.FAILED
+
+    def flush(self, *, due_only: bool = False, retry_dead: bool = False) -> Outcome:
+        if retry_dead:
+            log.warning("moved %d dead deliveries back to pending", self.spool.revive())
+        self.settle_flapping()
+        return self.run(dispatch.flush(self.spool, self.channels, due_only=due_only)) or Outcome()
+
+    def test(self, channel: Optional[str]) -> dict[str, str]:
+        """Send a marked test message through one channel or all; result per channel."""
+        names = [self.config.channel(channel).name] if channel else list(self.channels)
+        event = _with(
+            self.make_event(Request("master", self.config.general.instance)), subject=TEST
+        )
+        results: dict[str, str] = {}
+
+        async def one(name: str) -> None:
+            ch = self.channels[name]
+            if isinstance(ch, ConfigError):
+                results[name] = f"FAILED: {ch}"
+                return
+            try:
+                await ch.send(event)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"FAILED: {exc}"
+
+        async def every() -> None:
+            await asyncio.gather(*(one(n) for n in names))
+
+        self.run(every())
+        for name in names:
+            results.setdefault(name, "FAILED: deadline reached")
+        return results
+
+
+def _with(event: Event, **changes: object) -> Event:
+    import dataclasses
+
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,71 @@
+"""``config show``: the effective configuration as TOML, defaults filled in, secrets masked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ha_notify.config import Config
+
+MASK = "********"
+_SECRETISH = re.compile(r"(password|secret|token|api_key|key)$")
+_URL = re.compile(r"^(\w+://[^/?#]+)(.*)$")
+
+
+def mask(key: str, value: Any) -> Any:
+    """Hide secrets; a webhook URL keeps its host (its path and query are often the token)."""
+    if key.endswith(("_file", "_env")):
+        return value
+    if _SECRETISH.search(key):
+        return MASK
+    if key in ("url", "urls"):
+        values = value if isinstance(value, list) else [value]
+        shown = []
+        for v in values:
+            m = _URL.match(str(v))
+            shown.append(f"{m.group(1)}/{MASK}" if m and m.group(2) not in ("", "/") else v)
+        return shown if isinstance(value, list) else shown[0]
+    return value
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    if isinstance(value, (list, tuple, frozenset, set)):
+        items = sorted(value) if isinstance(value, (frozenset, set)) else value
+        return "[" + ", ".join(_toml(v) for v in items) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def dump(config: Config) -> str:
+    lines = [f"# effective config from {config.path or 'built-in defaults (no file found)'}"]
+    lines.append("[general]")
+    for f in dataclasses.fields(config.general):
+        value = getattr(config.general, f.name)
+        if value is None:
+            lines.append(f"# {f.name} is not set")
+        else:
+            lines.append(f"{f.name} = {_toml(value)}")
+    for ch in config.channels:
+        lines += ["", f"[channels.{ch.name}]", f"type = {_toml(ch.type)}"]
+        lines.append(f"states = {_toml(ch.states)}")
+        for key, value in ch.options._data.items():
+            if key not in ("type", "states"):
+                lines.append(f"{key} = {_toml(mask(key, value))}")
+    plain = {k: v for k, v in config.checks.items() if not isinstance(v, dict)}
+    if plain:
+        lines += ["", "[checks]"] + [f"{k} = {_toml(mask(k, v))}" for k, v in plain.items()]
+    for name, table in config.checks.items():
+        if isinstance(table, dict):
+            lines += ["", f"[checks.{name}]"]
+            lines += [f"{k} = {_toml(mask(k, v))}" for k, v in table.items()]
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The state store: last state and sequence number per instance, and flapping detection."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from ha_notify.errors import SpoolError
+from ha_notify.event import FLAPPING, TRANSITION, Transition
+from ha_notify.fsutil import atomic_write, locked
+
+log = logging.getLogger(__name__)
+SUPPRESSED = "suppressed"  # recorded, summarised later; no message of its own
+HISTORY = 200
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the store says about a new state: previous, sequence number, what to send."""
+
+    previous: Optional[str]
+    seq: int
+    subject: str
+    transitions: tuple[Transition, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An instance whose flapping has stopped: its final state and what happened meanwhile."""
+
+    key: str
+    state: str
+    seq: int
+    transitions: tuple[Transition, ...]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().isoformat()
+
+
+def _transitions(rows: list[dict[str, Any]]) -> tuple[Transition, ...]:
+    return tuple(Transition(r["state"], r.get("previous"), r["seq"], _iso(r["ts"])) for r in rows)
+
+
+class StateStore:
+    """``state.json`` under ``state_dir``, read and written under one flock."""
+
+    def __init__(self, state_dir: Path, flap_threshold: int = 5, flap_window: float = 120.0):
+        self.dir = state_dir
+        self.file = state_dir / "state.json"
+        self.lock = state_dir / "state.lock"
+        self.flap_threshold = flap_threshold
+        self.flap_window = flap_window
+
+    def _ensure(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SpoolError(f"state_dir {self.dir}: cannot create it: {exc.strerror}") from exc
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (ValueError, OSError) as exc:
+            # A damaged store must not block alerts: start over, loudly.
+            log.error("state file %s is unreadable (%s); starting a new one", self.file, exc)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        atomic_write(self.file, json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything known per instance key (for ``status``)."""
+        return self._read()
+
+    def record(self, key: str, state: str, now: Optional[float] = None) -> Recorded:
+        """Record ``state`` for ``key``; decide whether it is a transition, flapping, or quiet."""
+        now = time.time() if now is None else now
+        self._ensure()
+        try:
+            with locked(self.lock):
+                data = self._read()
+                entry = data.setdefault(key, {})
+                previous = entry.get("state")
+                seq = int(entry.get("seq", 0)) + 1
+                row = {"state": state, "previous": previous, "seq": seq, "ts": now}
+                history = [r for r in entry.get("history", []) if now - r["ts"] <= self.flap_window]
+                history.append(row)
+                entry.update(state=state, seq=seq, since=now, history=history[-HISTORY:])
+                if entry.get("flapping_since") is not None:
+                    entry.setdefault("flap_rows", []).append(row)
+                    result = Recorded(previous, seq, SUPPRESSED)
+                elif len(history) > self.flap_threshold:
+                    entry["flapping_since"] = now
+                    entry["flap_rows"] = []
+                    result = Recorded(previous, seq, FLAPPING, _transitions(history))
+                else:
+                    result = Recorded(previous, seq, TRANSITION)
+                self._write(data)
+                return result
+        except OSError as exc:
+            raise SpoolError(f"state_dir {self.dir}: cannot record state: {exc}") from exc
+
+    def next_seq(self, key: str) -> int:
+        """A sequence number for a message that is not a state change (stable summaries)."""
+        with locked(self.lock):
+            data = self._read()
+            entry = data.setdefault(key, {})
+            entry["seq"] = int(entry.get("seq", 0)) + 1
+            self._write(data)
+            return int(entry["seq"])
+
+    def settle(self, now: Optional[float] = None) -> list[Settled]:
+        """End flapping for instances quiet for a whole window; return what to summarise."""
+        now = time.time() if now is None else now
+        if not self.file.exists():
+            return []
+        settled: list[Settled] = []
+        with locked(self.lock):
+            data = self._read()
+            for key, entry in data.items():
+                if entry.get("flapping_since") is None:
+                    continue
+                if now - float(entry.get("since", now)) < self.flap_window:
+                    continue
+                rows = entry.pop("flap_rows", [])
+                entry["flapping_since"] = None
+                entry["seq"] = int(entry.get("seq", 0)) + 1
+                settled.append(Settled(key, entry["state"], entry["seq"], _transitions(rows)))
+            if settled:
+                self._write(data)
+        return settled

@@ -1,0 +1,89 @@
+"""``ha-notify status``: last state per instance, what is pending, the last errors."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from ha_notify.config import Config
+from ha_notify.spool import Spool
+from ha_notify.state import StateStore
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h" if s < 172800 else f"{s // 86400}d"
+
+
+def collect(config: Config) -> dict[str, Any]:
+    g = config.general
+    now = time.time()
+    store = StateStore(g.state_dir, g.flap_threshold, g.flap_window)
+    spool = Spool(g.state_dir, g.max_age)
+    instances = {}
+    for key, entry in sorted(store.snapshot().items()):
+        since = float(entry.get("since", now))
+        instances[key] = {
+            "state": entry.get("state"),
+            "seq": entry.get("seq"),
+            "since": datetime.fromtimestamp(since).astimezone().isoformat(),
+            "flapping": entry.get("flapping_since") is not None,
+        }
+    channels: dict[str, Any] = {}
+    for d in spool.list_pending():
+        info = channels.setdefault(
+            d.channel, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
+        )
+        info["pending"] += 1
+        age = now - d.created
+        if age >= info["oldest_age_s"]:
+            info["oldest_age_s"] = round(age, 1)
+        if d.last_error:
+            info["last_error"] = d.last_error
+            info["attempts"] = max(info["attempts"], d.attempts)
+    dead = spool.list_dead()
+    return {
+        "config": str(config.path) if config.path else None,
+        "state_dir": str(g.state_dir),
+        "instances": instances,
+        "pending": channels,
+        "dead": len(dead),
+        "dead_last_error": dead[-1].last_error if dead else "",
+    }
+
+
+def format_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"config: {report['config'] or 'none (built-in defaults)'}",
+        f"state_dir: {report['state_dir']}",
+        "",
+        "instances:",
+    ]
+    if not report["instances"]:
+        lines.append("  (no state recorded yet)")
+    for key, info in report["instances"].items():
+        flag = "  FLAPPING" if info["flapping"] else ""
+        lines.append(
+            f"  {key:<24} {str(info['state']).upper():<8} #{info['seq']} since "
+            f"{info['since']}{flag}"
+        )
+    lines += ["", "pending deliveries:"]
+    if not report["pending"]:
+        lines.append("  none")
+    for name, info in sorted(report["pending"].items()):
+        lines.append(
+            f"  {name:<16} {info['pending']} pending, oldest "
+            f"{_ago(info['oldest_age_s'])} ago, {info['attempts']} attempts"
+        )
+        if info["last_error"]:
+            lines.append(f"  {'':<16} last error: {info['last_error']}")
+    lines.append("")
+    lines.append(f"given up (dead letters): {report['dead']}")
+    if report["dead_last_error"]:
+        lines.append(f"  last: {report['dead_last_error']}")
+    return "\n".join(lines)
