@@ -170,7 +170,7 @@ def render(
     cfg = load(config)
     notifier = Notifier(cfg)
     req = Request(parse_state(state), parse_name(instance or cfg.general.instance))
-    _print_rendered(notifier, notifier.make_event(req, previous="backup"), channel)
+    _print_rendered(notifier, notifier.make_event(req, previous="backup", seq=1), channel)
     return ExitCode.OK
 
 

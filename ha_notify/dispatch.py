@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Union
 
 from ha_notify.channels import Channel
 from ha_notify.errors import ChannelError, ConfigError
@@ -31,12 +31,6 @@ class Outcome:
     retrying: list[Delivery] = field(default_factory=list)
     dead: list[Delivery] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # delivery path -> last error
-
-    def merge(self, other: Outcome) -> None:
-        self.sent += other.sent
-        self.retrying += other.retrying
-        self.dead += other.dead
-        self.errors.update(other.errors)
 
 
 async def _lock(spool: Spool, group: tuple[str, str]) -> int:
@@ -69,6 +63,7 @@ async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -
         out.retrying.append(d)
         return False
     except asyncio.CancelledError:
+        out.errors[str(d.path)] = "deadline reached while sending"
         spool.failed(d, "deadline reached while sending")
         out.retrying.append(d)
         raise
@@ -92,9 +87,8 @@ async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -
 
 
 async def _group(
-    spool: Spool, group: tuple[str, str], channels: dict[str, Built], due_only: bool
-) -> Outcome:
-    out = Outcome()
+    spool: Spool, group: tuple[str, str], channels: dict[str, Built], due_only: bool, out: Outcome
+) -> None:
     fd = await _lock(spool, group)
     try:
         tried: set[str] = set()
@@ -102,7 +96,7 @@ async def _group(
             # Re-read under the lock: another process may have sent or added deliveries.
             pending = [d for d in spool.groups().get(group, []) if d.event.id not in tried]
             if not pending:
-                return out
+                return
             for d in pending:
                 tried.add(d.event.id)
                 now = time.time()
@@ -111,7 +105,7 @@ async def _group(
                     out.dead.append(d)
                     continue
                 if due_only and d.next_attempt > now:
-                    return out
+                    return
                 channel = channels.get(d.channel)
                 if channel is None:
                     spool.bury(d, f"channel {d.channel!r} is no longer configured")
@@ -121,9 +115,9 @@ async def _group(
                     spool.failed(d, str(channel))
                     out.errors[str(d.path)] = str(channel)
                     out.retrying.append(d)
-                    return out
+                    return
                 if not await _send_one(spool, channel, d, out):
-                    return out
+                    return
     finally:
         os.close(fd)
 
@@ -131,19 +125,18 @@ async def _group(
 async def flush(
     spool: Spool,
     channels: dict[str, Built],
+    out: Outcome,
     *,
     due_only: bool = False,
-    only: Optional[set[tuple[str, str]]] = None,
 ) -> Outcome:
-    """Deliver pending deliveries of every group (or only the given ones), concurrently."""
-    groups = [g for g in spool.groups() if only is None or g in only]
-    if only:
-        groups += [g for g in only if g not in groups]
-    results = await asyncio.gather(*(_group(spool, g, channels, due_only) for g in groups))
-    total = Outcome()
-    for result in results:
-        total.merge(result)
-    return total
+    """Deliver the pending deliveries of every group, concurrently, recording into ``out``.
+
+    ``out`` is filled as deliveries finish, so it still tells the truth when the deadline
+    cancels the flush half-way.
+    """
+    groups = list(spool.groups())
+    await asyncio.gather(*(_group(spool, g, channels, due_only, out) for g in groups))
+    return out
 
 
 async def send_direct(channels: dict[str, Built], deliveries: list[Delivery]) -> Outcome:

@@ -33,6 +33,7 @@ GRACE = 2.0  # seconds to keep reading after SIGTERM once the FIFO is quiet
 GRACE_MAX = 5.0  # and never longer than this
 IDLE = 10.0  # seconds between housekeeping runs (flapping, due retries) when quiet
 MAX_LINE = 4096
+WAKE = "\0wake"  # put on the queue by the signal handler; never a FIFO line
 
 
 def open_fifo(path: Path) -> int:
@@ -79,6 +80,7 @@ class FifoServer:
         if self.stop_at is None:
             log.info("signal %d: reading final lines for up to %gs", signum, GRACE_MAX)
             self.stop_at = time.monotonic() + GRACE_MAX
+            self.lines.put(WAKE)  # the main loop may be waiting on the queue
 
     def handle(self, line: str) -> bool:
         """Record one line; True if something was spooled."""
@@ -95,13 +97,13 @@ class FifoServer:
         try:
             return bool(self.notifier.record(req))
         except SpoolError as exc:
-            self.notifier._without_spool(req, exc)
+            self.notifier.send_without_spool(req, exc)
             return False
 
     def deliver(self, due_only: bool) -> None:
         n = self.notifier
         n.started = time.monotonic()
-        n.run(dispatch.flush(n.spool, n.channels, due_only=due_only))
+        n.run(dispatch.flush(n.spool, n.channels, dispatch.Outcome(), due_only=due_only))
 
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -115,7 +117,8 @@ class FifoServer:
                 timeout = IDLE
             else:
                 timeout = max(0.0, min(GRACE, self.stop_at - time.monotonic()))
-            batch = self._drain(timeout)
+            raw = self._drain(timeout)
+            batch = [line for line in raw if line != WAKE]
             spooled = [self.handle(line) for line in batch]
             now = time.monotonic()
             if any(spooled) or now - last_housekeeping >= IDLE:
@@ -125,7 +128,8 @@ class FifoServer:
                 except (SpoolError, OSError) as exc:
                     log.error("flapping check failed: %s", exc)
                 self.deliver(due_only=not any(spooled))
-            if self.stop_at is not None and (not batch or time.monotonic() >= self.stop_at):
+            # After SIGTERM: go on until the FIFO has been quiet for GRACE, or GRACE_MAX passed.
+            if self.stop_at is not None and (not raw or time.monotonic() >= self.stop_at):
                 return ExitCode.OK
 
     def _drain(self, timeout: float) -> list[str]:

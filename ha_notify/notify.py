@@ -9,17 +9,17 @@ import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 from ha_notify import dispatch, node
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
 from ha_notify.dispatch import Built, Outcome
 from ha_notify.errors import ConfigError, ExitCode, SpoolError
-from ha_notify.event import STABLE, TEST, Event
+from ha_notify.event import STABLE, TEST, Event, Node
 from ha_notify.render import Renderer
 from ha_notify.spool import Delivery, Spool
-from ha_notify.state import SUPPRESSED, StateStore
+from ha_notify.state import SUPPRESSED, Recorded, Settled, StateStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,18 +65,21 @@ class Notifier:
     def remaining(self) -> float:
         return max(0.1, self.config.general.deadline - (time.monotonic() - self.started))
 
-    def make_event(self, req: Request, *, previous: Optional[str] = None, seq: int = 0) -> Event:
+    def node(self) -> Node:
+        g = self.config.general
+        return node.gather(g.virtual_addresses, g.state_dir if g.state_dir.is_dir() else None)
+
+    def make_event(self, req: Request, facts: Optional[Node] = None, **fields: Any) -> Event:
         g = self.config.general
         return Event(
             state=req.state,
             name=req.name,
             kind=req.kind,
             priority=req.priority,
-            previous=previous,
-            seq=seq,
             cluster=g.cluster,
-            node=node.gather(g.virtual_addresses, g.state_dir if g.state_dir.is_dir() else None),
+            node=facts or self.node(),
             virtual_addresses=g.virtual_addresses,
+            **fields,
         )
 
     def wanted(self, event: Event) -> list[str]:
@@ -111,20 +114,42 @@ class Notifier:
 
     def settle_flapping(self) -> list[Event]:
         """Spool a "stable again" event for every instance whose flapping has ended."""
-        events = []
-        for s in self.store.settle():
+        facts = self.node()
+
+        def spool_it(s: Settled) -> Event:
             kind, _, name = s.key.partition(":")
-            event = self.make_event(Request(s.state, name, kind), seq=s.seq)
-            event = _with(event, subject=STABLE, transitions=s.transitions)
+            event = self.make_event(
+                Request(s.state, name, kind),
+                facts,
+                seq=s.seq,
+                subject=STABLE,
+                transitions=s.transitions,
+            )
             self.spool.add(event, self.wanted(event))
             log.warning("%s is stable again in state %s", s.key, s.state.upper())
-            events.append(event)
-        return events
+            return event
+
+        return self.store.settle(spool_it)
 
     def record(self, req: Request) -> list[Delivery]:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
         key = f"{req.kind}:{req.name}"
-        rec = self.store.record(key, req.state)
+        facts = self.node()  # gathered before taking the state lock
+
+        def spool_it(rec: Recorded) -> list[Delivery]:
+            if not self.config.channels or rec.subject == SUPPRESSED:
+                return []
+            event = self.make_event(
+                req,
+                facts,
+                previous=rec.previous,
+                seq=rec.seq,
+                subject=rec.subject,
+                transitions=rec.transitions,
+            )
+            return self.spool.add(event, self.wanted(event))
+
+        rec, mine = self.store.record(key, req.state, spool_it)
         level = logging.WARNING if req.state in ("fault", "stop") else logging.INFO
         log.log(
             level,
@@ -142,13 +167,8 @@ class Notifier:
                 f"configured (config: {self.config.path or 'none found'})",
                 file=sys.stderr,
             )
-            return []
-        if rec.subject == SUPPRESSED:
+        elif rec.subject == SUPPRESSED:
             log.warning("%s is flapping: %s recorded, summarised when stable", key, req.state)
-            return []
-        event = self.make_event(req, previous=rec.previous, seq=rec.seq)
-        event = _with(event, subject=rec.subject, transitions=rec.transitions)
-        mine = self.spool.add(event, self.wanted(event))
         self.settle_flapping()
         return mine
 
@@ -157,33 +177,31 @@ class Notifier:
         try:
             mine = self.record(req)
         except SpoolError as exc:
-            return self._without_spool(req, exc)
+            return self.send_without_spool(req, exc)
         if not mine:
             return ExitCode.OK
-        outcome = self.run(dispatch.flush(self.spool, self.channels)) or Outcome()
+        outcome = Outcome()
+        self.run(dispatch.flush(self.spool, self.channels, outcome))
         return self._verdict(mine, outcome)
 
     def _verdict(self, mine: list[Delivery], outcome: Outcome) -> ExitCode:
-        ids = {str(d.path) for d in mine}
-        dead = [d for d in outcome.dead if str(d.path) in ids]
-        broken = [n for n, c in self.channels.items() if isinstance(c, ConfigError)]
-        for d in dead:
-            print(
-                f"ha-notify: NOT delivered via {d.channel}: "
-                f"{outcome.errors.get(str(d.path), 'gave up')}",
-                file=sys.stderr,
-            )
-        for d in outcome.retrying:
-            if str(d.path) in ids:
-                print(
-                    f"ha-notify: spooled for retry via {d.channel}: "
-                    f"{outcome.errors.get(str(d.path), 'deadline reached')}",
-                    file=sys.stderr,
-                )
-        mine_broken = [d for d in mine if d.channel in broken]
-        return ExitCode.FAILED if dead or mine_broken else ExitCode.OK
+        """0 when each of this event's deliveries was sent or safely spooled, else 1."""
+        sent = {str(d.path) for d in outcome.sent}
+        dead = {str(d.path) for d in outcome.dead}
+        failed = False
+        for d in mine:
+            key = str(d.path)
+            channel = self.channels.get(d.channel)
+            if key in dead or isinstance(channel, ConfigError):
+                failed = True
+                why = outcome.errors.get(key) or str(channel)
+                print(f"ha-notify: NOT delivered via {d.channel}: {why}", file=sys.stderr)
+            elif key not in sent:
+                why = outcome.errors.get(key, "waiting behind an older undelivered state")
+                print(f"ha-notify: spooled for retry via {d.channel}: {why}", file=sys.stderr)
+        return ExitCode.FAILED if failed else ExitCode.OK
 
-    def _without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
+    def send_without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
         """state_dir is unusable: say so, and still try every channel once, directly."""
         log.error("%s; sending without the spool (no retry possible)", exc)
         print(f"ha-notify: {exc}; fix state_dir permissions. Sending directly.", file=sys.stderr)
@@ -198,14 +216,14 @@ class Notifier:
         if retry_dead:
             log.warning("moved %d dead deliveries back to pending", self.spool.revive())
         self.settle_flapping()
-        return self.run(dispatch.flush(self.spool, self.channels, due_only=due_only)) or Outcome()
+        outcome = Outcome()
+        self.run(dispatch.flush(self.spool, self.channels, outcome, due_only=due_only))
+        return outcome
 
     def test(self, channel: Optional[str]) -> dict[str, str]:
         """Send a marked test message through one channel or all; result per channel."""
         names = [self.config.channel(channel).name] if channel else list(self.channels)
-        event = _with(
-            self.make_event(Request("master", self.config.general.instance)), subject=TEST
-        )
+        event = self.make_event(Request("master", self.config.general.instance), subject=TEST)
         results: dict[str, str] = {}
 
         async def one(name: str) -> None:
@@ -226,9 +244,3 @@ class Notifier:
         for name in names:
             results.setdefault(name, "FAILED: deadline reached")
         return results
-
-
-def _with(event: Event, **changes: object) -> Event:
-    import dataclasses
-
-    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]

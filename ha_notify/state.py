@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from ha_notify.errors import SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Transition
@@ -17,6 +17,7 @@ from ha_notify.fsutil import atomic_write, locked
 log = logging.getLogger(__name__)
 SUPPRESSED = "suppressed"  # recorded, summarised later; no message of its own
 HISTORY = 200
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,20 @@ class StateStore:
         return data if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, Any]) -> None:
-        atomic_write(self.file, json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1))
+        atomic_write(self.file, json.dumps(data, ensure_ascii=False, sort_keys=True))
 
     def snapshot(self) -> dict[str, Any]:
         """Everything known per instance key (for ``status``)."""
         return self._read()
 
-    def record(self, key: str, state: str, now: Optional[float] = None) -> Recorded:
-        """Record ``state`` for ``key``; decide whether it is a transition, flapping, or quiet."""
+    def record(
+        self, key: str, state: str, then: Callable[[Recorded], T], now: Optional[float] = None
+    ) -> tuple[Recorded, T]:
+        """Record ``state`` for ``key`` and run ``then`` (spooling) under the same lock.
+
+        Deciding the sequence number and spooling the event happen atomically, so a
+        delivery with a higher sequence number is never on disk before a lower one.
+        """
         now = time.time() if now is None else now
         self._ensure()
         try:
@@ -104,26 +111,18 @@ class StateStore:
                     result = Recorded(previous, seq, FLAPPING, _transitions(history))
                 else:
                     result = Recorded(previous, seq, TRANSITION)
+                spooled = then(result)
                 self._write(data)
-                return result
+                return result, spooled
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot record state: {exc}") from exc
 
-    def next_seq(self, key: str) -> int:
-        """A sequence number for a message that is not a state change (stable summaries)."""
-        with locked(self.lock):
-            data = self._read()
-            entry = data.setdefault(key, {})
-            entry["seq"] = int(entry.get("seq", 0)) + 1
-            self._write(data)
-            return int(entry["seq"])
-
-    def settle(self, now: Optional[float] = None) -> list[Settled]:
-        """End flapping for instances quiet for a whole window; return what to summarise."""
+    def settle(self, then: Callable[[Settled], T], now: Optional[float] = None) -> list[T]:
+        """End flapping for instances quiet for a whole window; ``then`` spools each summary."""
         now = time.time() if now is None else now
         if not self.file.exists():
             return []
-        settled: list[Settled] = []
+        settled: list[T] = []
         with locked(self.lock):
             data = self._read()
             for key, entry in data.items():
@@ -134,7 +133,7 @@ class StateStore:
                 rows = entry.pop("flap_rows", [])
                 entry["flapping_since"] = None
                 entry["seq"] = int(entry.get("seq", 0)) + 1
-                settled.append(Settled(key, entry["state"], entry["seq"], _transitions(rows)))
+                settled.append(then(Settled(key, entry["state"], entry["seq"], _transitions(rows))))
             if settled:
                 self._write(data)
         return settled

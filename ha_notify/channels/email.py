@@ -91,6 +91,13 @@ class EmailChannel:
         msg.add_alternative(self.renderer.render("body.html", event), subtype="html")
         return msg
 
+    def preview(self, event: Event) -> str:
+        """The message as a person reads it: headers, the text part, then the HTML part."""
+        msg = self.build(event)
+        head = "\n".join(f"{k}: {v}" for k, v in msg.items() if k != "Content-Type")
+        parts = [p.get_content() for p in msg.iter_parts() if isinstance(p, EmailMessage)]
+        return f"{head}\n\n{parts[0].rstrip()}\n\n----- text/html -----\n{parts[1].rstrip()}"
+
     def _client(self) -> aiosmtplib.SMTP:
         if not self.tls_verify:
             log.warning(
@@ -123,13 +130,33 @@ class EmailChannel:
                 f"SMTP {self.host}:{self.port} did not answer within {self.timeout:g}s"
             ) from exc
 
+    async def _login(self, smtp: aiosmtplib.SMTP) -> None:
+        """One mechanism, the best offered: a wrong password costs one failed login, not three."""
+        assert self.username is not None and self.password is not None
+        await smtp.ehlo()
+        offered = smtp.supported_auth_methods
+        for mechanism, method in (
+            ("plain", smtp.auth_plain),
+            ("login", smtp.auth_login),
+            ("cram-md5", smtp.auth_crammd5),
+        ):
+            if mechanism in offered:
+                await method(self.username, self.password.reveal())
+                return
+        raise ChannelError(
+            f"SMTP {self.host}:{self.port} offers no AUTH PLAIN, LOGIN or CRAM-MD5 "
+            f"(offered: {', '.join(offered) or 'none'}); remove username/password or use "
+            'security = "starttls"/"tls" (many servers offer AUTH only over TLS)',
+            retryable=False,
+        )
+
     async def _deliver(self, msg: EmailMessage) -> None:
         smtp = self._client()
         where = f"SMTP {self.host}:{self.port}"
         try:
             await smtp.connect()
             if self.username is not None and self.password is not None:
-                await smtp.login(self.username, self.password.reveal())
+                await self._login(smtp)
             errors, _reply = await smtp.send_message(msg, sender=self.sender, recipients=self.to)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise ChannelError(

@@ -1,0 +1,133 @@
+"""Shared fixtures: real SMTP servers, a test CA, config files, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import trustme
+
+from ha_notify.cli import run
+from tests.smtp_server import SilentServer, SMTPServer
+
+BIN = Path(sys.executable).parent / "ha-notify"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes to the machine's syslog or reads the machine's config."""
+    monkeypatch.setenv("HA_NOTIFY_SYSLOG", "off")
+    monkeypatch.setenv("HA_NOTIFY_CONFIG", "/nonexistent/ha-notify-test.toml")
+    monkeypatch.delenv("HA_NOTIFY_LOG_STDERR", raising=False)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPServer]:
+    server = SMTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> WriteConfig:
+    """Write a config file: general keys as kwargs, channels as {name: {key: value}}."""
+
+    def write(channels: dict[str, dict[str, Any]] | None = None, **general: Any) -> Path:
+        general.setdefault("state_dir", str(tmp_path / "state"))
+        general.setdefault("cluster", "haproxy-test")
+        lines = ["[general]"] + [f"{k} = {toml_value(v)}" for k, v in general.items()]
+        for name, table in (channels or {}).items():
+            lines += ["", f"[channels.{name}]"]
+            lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+        path = tmp_path / "config.toml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    return write
+
+
+def mail_channel(port: int, **extra: Any) -> dict[str, Any]:
+    table: dict[str, Any] = {
+        "type": "email",
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "from": "keepalived@lb1.example.com",
+        "to": ["ops1@example.com", "ops2@example.com"],
+    }
+    table.update(extra)
+    return table
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run ha-notify in this process (the real CLI entry, exit code included)."""
+
+    def invoke(*args: str) -> Result:
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(int(code), captured.out, captured.err)
+
+    return invoke
+
+
+def run_bin(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script in a fresh process (timeout guards hangs only)."""
+    full_env = {**os.environ, "HA_NOTIFY_SYSLOG": "off", **(env or {})}
+    return subprocess.run([str(BIN), *args], env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False, **kwargs)

@@ -1,0 +1,166 @@
+"""A real SMTP server (aiosmtpd) on loopback, with server-side faults chosen per test."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Optional
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    session: int
+
+
+@dataclass
+class Recorder:
+    """aiosmtpd handler: records messages; delays and refusals are set per test."""
+
+    delay: float = 0.0
+    refuse: set[str] = field(default_factory=set)
+    messages: list[Received] = field(default_factory=list)
+    sessions: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def _wait(self) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        await self._wait()
+        session.host_name = hostname
+        if not getattr(session, "counted", False):
+            session.counted = True
+            with self.lock:
+                self.sessions += 1
+        return responses
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        await self._wait()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        await self._wait()
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._wait()
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        with self.lock:
+            self.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), msg, id(session))
+            )
+        return "250 OK queued"
+
+    def by_message_id(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.messages:
+            counts[str(r.message["Message-ID"])] = counts.get(str(r.message["Message-ID"]), 0) + 1
+        return counts
+
+
+class SMTPServer:
+    """Controller wrapper: plain, AUTH, STARTTLS or implicit TLS, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        starttls: Any = None,  # ssl.SSLContext offering STARTTLS
+        implicit_tls: Any = None,  # ssl.SSLContext for TLS from the first byte
+        users: Optional[dict[str, str]] = None,
+        port: Optional[int] = None,
+    ) -> None:
+        self.recorder = Recorder()
+        self.port = port or free_port()
+        kwargs: dict[str, Any] = {}
+        if starttls is not None:
+            kwargs.update(tls_context=starttls, require_starttls=False)
+        if users is not None:
+
+            def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                              auth_data: Any) -> AuthResult:
+                ok = (
+                    isinstance(auth_data, LoginPassword)
+                    and users.get(auth_data.login.decode()) == auth_data.password.decode()
+                )
+                return AuthResult(success=ok, handled=False)
+
+            kwargs.update(authenticator=authenticator, auth_require_tls=starttls is not None)
+        self.controller = Controller(
+            self.recorder,
+            hostname="127.0.0.1",
+            port=self.port,
+            ssl_context=implicit_tls,
+            server_hostname="localhost",
+            **kwargs,
+        )
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.recorder.messages
+
+    def start(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class SilentServer:
+    """Accepts TCP connections and never says a word (a hung mail relay)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+            except OSError:
+                continue
+
+    def start(self) -> SilentServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        for c in self.conns:
+            c.close()
+        self.sock.close()

@@ -1,0 +1,212 @@
+"""Never lose a failover alert: spool, retry, flush, order, concurrency, flapping."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.conftest import BIN, WriteConfig, mail_channel, run_bin
+from tests.smtp_server import SilentServer, SMTPServer
+
+
+def pending(state_dir: Path) -> list[Path]:
+    folder = state_dir / "spool" / "pending"
+    return sorted(folder.glob("*.json")) if folder.exists() else []
+
+
+def seq_of(received) -> int:  # type: ignore[no-untyped-def]
+    body = received.message.get_body(("plain",)).get_content()
+    return int(re.search(r"Sequence:\s+(\d+)", body).group(1))  # type: ignore[union-attr]
+
+
+def wait_for(condition, what: str, tries: int = 600, pause: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    """Poll a condition (bounded): the event is awaited, not a fixed sleep."""
+    for _ in range(tries):
+        if condition():
+            return
+        time.sleep(pause)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def test_smtp_down_then_flush_delivers_each_once(write_config: WriteConfig, cli,
+                                                 tmp_path: Path) -> None:
+    """Events spooled while SMTP is down are each delivered exactly once by flush."""
+    server = SMTPServer()
+    cfg = write_config({"mail": mail_channel(server.port)})
+    for args in (["master", "-i", "VI_1"], ["fault", "-i", "VI_2"], ["backup", "-i", "VI_1"]):
+        result = cli(*args, "-c", cfg)
+        assert result.code == 0 and "spooled for retry" in result.err
+    assert len(pending(tmp_path / "state")) == 3
+    status = json.loads(cli("status", "--json", "-c", cfg).out)
+    assert status["pending"]["mail"]["pending"] == 3
+    assert "cannot connect" in status["pending"]["mail"]["last_error"]
+    server.start()
+    try:
+        flushed = cli("flush", "-c", cfg)
+        assert flushed.code == 0 and "sent 3, still pending 0" in flushed.out
+        assert cli("flush", "-c", cfg).out.startswith("sent 0")
+        counts = server.recorder.by_message_id()
+        assert len(counts) == 3 and set(counts.values()) == {1}
+        vi1 = [m.message["X-HA-Notify-State"] for m in server.messages
+               if "VI_1" in m.message["Subject"]]
+        assert vi1 == ["MASTER", "BACKUP"]
+    finally:
+        server.stop()
+
+
+def test_hung_server_returns_at_deadline_and_spools(silent_server: SilentServer,
+                                                    write_config: WriteConfig,
+                                                    tmp_path: Path) -> None:
+    """A server that accepts and never answers: the command returns, the delivery waits."""
+    cfg = write_config({"mail": mail_channel(silent_server.port, timeout=60)}, deadline=2)
+    proc = run_bin("master", "-c", str(cfg), timeout=60)
+    assert proc.returncode == 0
+    files = pending(tmp_path / "state")
+    assert len(files) == 1
+    assert "deadline" in json.loads(files[0].read_text())["last_error"]
+
+
+def test_fifty_concurrent_invocations(smtp: SMTPServer, write_config: WriteConfig,
+                                      tmp_path: Path) -> None:
+    """50 parallel notifies for one instance: 50 events, each mailed once, in sequence order."""
+    cfg = write_config({"mail": mail_channel(smtp.port)}, flap_threshold=1000)
+    states = ["master", "backup", "fault"]
+
+    def one(i: int) -> int:
+        return run_bin(states[i % 3], "-c", str(cfg), "-i", "VI_1").returncode
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        codes = list(pool.map(one, range(50)))
+    assert codes == [0] * 50
+    assert cli_flush_clean(cfg)
+    stored = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert stored["INSTANCE:VI_1"]["seq"] == 50
+    counts = smtp.recorder.by_message_id()
+    assert len(counts) == 50 and set(counts.values()) == {1}
+    seqs = [seq_of(m) for m in smtp.messages]
+    assert seqs == sorted(seqs) == list(range(1, 51))
+    assert pending(tmp_path / "state") == []
+
+
+def cli_flush_clean(cfg: Path) -> bool:
+    return run_bin("flush", "-c", str(cfg)).returncode == 0
+
+
+def test_sigkill_after_spooling_is_delivered_next_run(write_config: WriteConfig,
+                                                      tmp_path: Path) -> None:
+    """A notify killed with SIGKILL mid-send leaves the event spooled; the next run sends it."""
+    hung = SilentServer().start()
+    cfg = write_config({"mail": mail_channel(hung.port, timeout=60)}, deadline=60)
+    proc = subprocess.Popen([str(BIN), "fault", "-c", str(cfg), "-i", "VI_1"],
+                            env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"})
+    try:
+        wait_for(lambda: pending(tmp_path / "state") and hung.conns, "spooled and connecting")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        hung.stop()
+    server = SMTPServer(port=hung.port).start()
+    try:
+        assert run_bin("flush", "-c", str(cfg)).returncode == 0
+        assert [m.message["X-HA-Notify-State"] for m in server.messages] == ["FAULT"]
+        assert pending(tmp_path / "state") == []
+    finally:
+        server.stop()
+
+
+def test_sigterm_keeps_spool_consistent(write_config: WriteConfig, tmp_path: Path) -> None:
+    """SIGTERM (what keepalived sends) ends the command with the delivery still pending."""
+    hung = SilentServer().start()
+    try:
+        cfg = write_config({"mail": mail_channel(hung.port, timeout=60)}, deadline=60)
+        proc = subprocess.Popen([str(BIN), "master", "-c", str(cfg)],
+                                env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"})
+        wait_for(lambda: pending(tmp_path / "state") and hung.conns, "spooled and connecting")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        files = pending(tmp_path / "state")
+        assert len(files) == 1 and json.loads(files[0].read_text())["event"]["state"] == "master"
+    finally:
+        hung.stop()
+
+
+def test_unwritable_state_dir_still_sends(smtp: SMTPServer, write_config: WriteConfig,
+                                          tmp_path: Path, cli) -> None:
+    """state_dir unusable: exit 1 with a clear error, and the mail still goes out directly."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = write_config({"mail": mail_channel(smtp.port)}, state_dir=str(blocker / "state"))
+    result = cli("master", "-c", cfg)
+    assert result.code == 1
+    assert "state_dir" in result.err and "Sending directly" in result.err
+    assert len(smtp.messages) == 1
+
+
+def test_older_state_never_after_newer(write_config: WriteConfig, cli) -> None:
+    """A pending older delivery goes out before the newer one for the same instance."""
+    server = SMTPServer()
+    cfg = write_config({"mail": mail_channel(server.port)})
+    assert cli("fault", "-c", cfg, "-i", "VI_1").code == 0  # server down: spooled
+    server.start()
+    try:
+        assert cli("backup", "-c", cfg, "-i", "VI_1").code == 0
+        assert [m.message["X-HA-Notify-State"] for m in server.messages] == ["FAULT", "BACKUP"]
+    finally:
+        server.stop()
+
+
+def test_flapping_burst_gives_one_summary(smtp: SMTPServer, write_config: WriteConfig,
+                                          cli) -> None:
+    """More than flap_threshold changes: one FLAPPING mail, then one 'stable again' mail."""
+    cfg = write_config({"mail": mail_channel(smtp.port)}, flap_threshold=3, flap_window=1.5)
+    states = ["master", "backup"] * 6
+    for state in states:
+        assert cli(state, "-c", cfg, "-i", "VI_1").code == 0
+    subjects = [m.message["Subject"] for m in smtp.messages]
+    assert len(subjects) == 4  # three plain transitions, then the summary
+    assert "FLAPPING (4 changes)" in subjects[3]
+
+    def settled() -> bool:
+        cli("flush", "-c", cfg)
+        return len(smtp.messages) == 5
+
+    wait_for(settled, "the stable-again message", pause=0.2)
+    last = smtp.messages[4].message
+    assert "stable again: BACKUP" in last["Subject"]
+    body = last.get_body(("plain",)).get_content()
+    assert body.count(" -> ") >= 8  # every suppressed transition is listed
+
+
+def test_max_age_moves_to_dead_letters_loudly(write_config: WriteConfig, cli) -> None:
+    """A delivery older than max_age is given up loudly; --retry-dead brings it back."""
+    server = SMTPServer()
+    cfg = write_config({"mail": mail_channel(server.port)}, max_age=0.2)
+    assert cli("master", "-c", cfg).code == 0
+
+    def dead() -> bool:
+        result = cli("flush", "-c", cfg)
+        return result.code == 1 and "given up 1" in result.out
+
+    wait_for(dead, "the dead letter")
+    status = json.loads(cli("status", "--json", "-c", cfg).out)
+    assert status["dead"] == 1 and "max_age" in status["dead_last_error"]
+    server.start()
+    try:
+        write_config({"mail": mail_channel(server.port)})
+        assert cli("flush", "--retry-dead", "-c", cfg).code == 0
+        assert len(server.messages) == 1
+    finally:
+        server.stop()
+
+
+def test_status_text(smtp: SMTPServer, write_config: WriteConfig, cli) -> None:
+    """status lists the last state per instance and the pending deliveries."""
+    cfg = write_config({"mail": mail_channel(smtp.port)})
+    cli("master", "-c", cfg, "-i", "VI_1")
+    out = cli("status", "-c", cfg).out
+    assert "INSTANCE:VI_1" in out and "MASTER" in out and "pending deliveries:\n  none" in out
