@@ -217,11 +217,27 @@ def status(
     return ExitCode.OK
 
 
+@app.command()
+def doctor(
+    config: Optional[str] = ConfigOpt,
+    keepalived_config: Path = typer.Option(
+        Path("/etc/keepalived/keepalived.conf"), "--keepalived-config",
+        help="keepalived.conf to inspect.",
+    ),
+    send: bool = typer.Option(False, "--send", help="Really send a test through each channel."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> int:
+    """Check an installed node: config, secrets, state_dir, channels, keepalived wiring."""
+    from ha_notify.doctor import run as run_doctor
+
+    return run_doctor(config, keepalived_config, send=send, as_json=as_json)
+
+
 def _normalise(args: list[str]) -> list[str]:
     """``ha-notify MASTER`` works like ``master``; ``ha-notify falut`` names the states."""
     if not args or args[0].startswith("-"):
         return args
-    commands = {"config", "check", "doctor"} | {
+    commands = {"config", "check"} | {
         c.name or getattr(c.callback, "__name__", "").rstrip("_") for c in app.registered_commands
     }
     word = args[0]

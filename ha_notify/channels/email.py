@@ -133,7 +133,8 @@ class EmailChannel:
     async def _login(self, smtp: aiosmtplib.SMTP) -> None:
         """One mechanism, the best offered: a wrong password costs one failed login, not three."""
         assert self.username is not None and self.password is not None
-        await smtp.ehlo()
+        if not smtp.last_ehlo_response:
+            await smtp.ehlo()
         offered = smtp.supported_auth_methods
         for mechanism, method in (
             ("plain", smtp.auth_plain),
