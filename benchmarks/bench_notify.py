@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.smtp_server import SilentServer, SMTPServer  # noqa: E402
+from tests.smtp_server import SilentServer, SMTPServer
 
 BIN = Path(sys.executable).parent / "ha-notify"
 RECIPIENTS = [f"ops{i}@example.com" for i in range(10)]
