@@ -11,6 +11,8 @@ from typing import Optional
 import typer
 
 from ha_notify import log as logsetup
+from ha_notify.cli_check import check_app
+from ha_notify.cli_options import ConfigOpt
 from ha_notify.config import STATES, load
 from ha_notify.errors import ExitCode, HaNotifyError, SpoolError, TemplateError, UsageError
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
@@ -26,15 +28,9 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate or show the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(check_app, name="check")
 log = logging.getLogger("ha_notify.cli")
 
-ConfigOpt = typer.Option(
-    None,
-    "--config",
-    "-c",
-    help="Config file [default: $HA_NOTIFY_CONFIG, then /etc/ha-notify/config.toml]",
-    show_default=False,
-)
 InstanceOpt = typer.Option(None, "--instance", "-i", help="keepalived instance name.")
 PriorityOpt = typer.Option(None, "--priority", "-p", help="VRRP priority (0-255).")
 DryRunOpt = typer.Option(False, "--dry-run", help="Print what would be sent; send nothing.")
@@ -185,6 +181,9 @@ def config_check(config: Optional[str] = ConfigOpt) -> int:
     if cfg.path is None:
         print("no config file found; ha-notify will only log and record states")
         return ExitCode.OK
+    from ha_notify.checks.settings import validate
+
+    validate(cfg.checks, str(cfg.path))
     renderer = Renderer(cfg.general.language, cfg.general.templates_dir)
     for ch in cfg.channels:
         build(ch, ChannelContext(renderer, cfg.general))
@@ -221,7 +220,8 @@ def status(
 def doctor(
     config: Optional[str] = ConfigOpt,
     keepalived_config: Path = typer.Option(
-        Path("/etc/keepalived/keepalived.conf"), "--keepalived-config",
+        Path("/etc/keepalived/keepalived.conf"),
+        "--keepalived-config",
         help="keepalived.conf to inspect.",
     ),
     send: bool = typer.Option(False, "--send", help="Really send a test through each channel."),

@@ -125,9 +125,17 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     return invoke
 
 
-def run_bin(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-            **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run_bin(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     """Run the installed console script in a fresh process (timeout guards hangs only)."""
     full_env = {**os.environ, "HA_NOTIFY_SYSLOG": "off", **(env or {})}
-    return subprocess.run([str(BIN), *args], env=full_env, capture_output=True, text=True,
-                          timeout=timeout, check=False, **kwargs)
+    return subprocess.run(
+        [str(BIN), *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )

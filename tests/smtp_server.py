@@ -43,8 +43,9 @@ class Recorder:
         if self.delay:
             await asyncio.sleep(self.delay)
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         await self._wait()
         session.host_name = hostname
         if not getattr(session, "counted", False):
@@ -53,15 +54,17 @@ class Recorder:
                 self.sessions += 1
         return responses
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
         await self._wait()
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
         await self._wait()
         if address in self.refuse:
             return "550 5.1.1 no such user"
@@ -103,8 +106,9 @@ class SMTPServer:
             kwargs.update(tls_context=starttls, require_starttls=False)
         if users is not None:
 
-            def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                              auth_data: Any) -> AuthResult:
+            def authenticator(
+                server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+            ) -> AuthResult:
                 ok = (
                     isinstance(auth_data, LoginPassword)
                     and users.get(auth_data.login.decode()) == auth_data.password.decode()

@@ -24,8 +24,15 @@ FORMS = [
 
 
 @pytest.mark.parametrize(("args", "key", "state"), FORMS)
-def test_argument_forms(args: list[str], key: str, state: str, smtp: SMTPServer,
-                        write_config: WriteConfig, cli, tmp_path: Path) -> None:
+def test_argument_forms(
+    args: list[str],
+    key: str,
+    state: str,
+    smtp: SMTPServer,
+    write_config: WriteConfig,
+    cli,
+    tmp_path: Path,
+) -> None:
     """Each form records the right instance and state and sends one mail."""
     cfg = write_config({"mail": mail_channel(smtp.port)})
     result = cli(*args, "-c", cfg)
@@ -39,17 +46,24 @@ def test_argument_forms(args: list[str], key: str, state: str, smtp: SMTPServer,
 BAD = [
     (["falut"], "unknown state 'falut': expected one of master, backup, fault, stop, deleted"),
     (["notify", "INSTANCE", "VI_1", "falut", "100"], "unknown state 'falut'"),
-    (["notify", "VRRP", "VI_1", "MASTER", "100"], "unknown type 'VRRP': expected INSTANCE or GROUP"),
+    (
+        ["notify", "VRRP", "VI_1", "MASTER", "100"],
+        "unknown type 'VRRP': expected INSTANCE or GROUP",
+    ),
     (["notify", "INSTANCE", "VI_1", "MASTER", "high"], "priority 'high': expected a whole number"),
-    (["notify", "INSTANCE", "VI_1", "MASTER", "300"], "priority 300: expected a whole number 0-255"),
+    (
+        ["notify", "INSTANCE", "VI_1", "MASTER", "300"],
+        "priority 300: expected a whole number 0-255",
+    ),
     (["master", "--priority", "x"], "Invalid value"),
     (["notify", "INSTANCE"], "Missing argument"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), BAD)
-def test_bad_forms_exit_2(args: list[str], message: str, smtp: SMTPServer,
-                          write_config: WriteConfig, cli) -> None:
+def test_bad_forms_exit_2(
+    args: list[str], message: str, smtp: SMTPServer, write_config: WriteConfig, cli
+) -> None:
     """Bad input exits 2 with a one-line error naming what to fix, and sends nothing."""
     cfg = write_config({"mail": mail_channel(smtp.port)})
     result = cli(*args, "-c", cfg)
@@ -93,8 +107,9 @@ def test_missing_default_config_still_works(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "check" in proc.stdout and "master" in proc.stdout
 
 
-def test_dry_run_and_render_send_nothing(smtp: SMTPServer, write_config: WriteConfig, cli,
-                                        tmp_path: Path) -> None:
+def test_dry_run_and_render_send_nothing(
+    smtp: SMTPServer, write_config: WriteConfig, cli, tmp_path: Path
+) -> None:
     """--dry-run and render print the message, send nothing and record nothing."""
     cfg = write_config({"mail": mail_channel(smtp.port)})
     dry = cli("master", "-c", cfg, "--dry-run", "-i", "VI_1")

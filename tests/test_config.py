@@ -23,14 +23,20 @@ CASES = [
     ('[general]\ndeadline = "soon"\n', "general.deadline: expected a number > 0, got 'soon'"),
     ('[general]\nlanguage = "fr"\n', "general.language: expected one of 'en', 'zh_CN', got 'fr'"),
     ('[general]\nclustre = "x"\n', "general.clustre: unknown key"),
-    ('[genral]\n', "genral: unknown table"),
+    ("[genral]\n", "genral: unknown table"),
     ('[channels.x]\ntype = "pigeon"\n', "channels.x.type: unknown channel type 'pigeon'"),
     ('[channels.x]\nurl = "http://127.0.0.1/"\n', "channels.x.type: missing"),
     (MAIL + 'to = "ops@example.com"\nport = "25"\n', "channels.mail.port: expected a whole number"),
     (MAIL + 'to = ["not-an-address"]\n', "channels.mail.to: expected an email address"),
-    (MAIL + 'to = ["o@example.com"]\nsecurity = "ssl"\n', "channels.mail.security: expected one of"),
+    (
+        MAIL + 'to = ["o@example.com"]\nsecurity = "ssl"\n',
+        "channels.mail.security: expected one of",
+    ),
     (MAIL + 'to = ["o@example.com"]\nhots = "x"\n', "channels.mail.hots: unknown key"),
-    (MAIL + 'to = ["o@example.com"]\nstates = ["falut"]\n', "channels.mail.states: expected a list"),
+    (
+        MAIL + 'to = ["o@example.com"]\nstates = ["falut"]\n',
+        "channels.mail.states: expected a list",
+    ),
     (MAIL + 'to = ["o@example.com"]\npassword = "x"\n', "channels.mail.username: missing"),
 ]
 
@@ -48,15 +54,18 @@ def test_config_errors(text: str, message: str, tmp_path: Path, cli) -> None:
 
 def test_notify_with_bad_config_exits_2(tmp_path: Path, cli) -> None:
     """A notify command with a broken [general] refuses to run and says why."""
-    path = write(tmp_path, '[general]\ndeadline = -1\n')
+    path = write(tmp_path, "[general]\ndeadline = -1\n")
     result = cli("master", "-c", path)
     assert result.code == 2 and "general.deadline" in result.err
 
 
 def test_open_config_with_inline_password_is_refused(tmp_path: Path, cli) -> None:
     """A config holding a password that others can read is refused with the chmod fix."""
-    path = write(tmp_path, MAIL + 'to = ["o@example.com"]\nusername = "u"\npassword = "hunter2"\n',
-                 mode=0o644)
+    path = write(
+        tmp_path,
+        MAIL + 'to = ["o@example.com"]\nusername = "u"\npassword = "hunter2"\n',
+        mode=0o644,
+    )
     result = cli("config", "check", "-c", path)
     assert result.code == 2
     assert f"chmod 600 {path}" in result.err
@@ -83,8 +92,9 @@ def test_missing_password_file(tmp_path: Path, write_config: WriteConfig, cli) -
     assert result.code == 2 and "/nonexistent/pw does not exist" in result.err
 
 
-def test_password_env(tmp_path: Path, write_config: WriteConfig, cli,
-                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_env(
+    tmp_path: Path, write_config: WriteConfig, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """password_env reads the secret from the environment; config show masks nothing it lacks."""
     monkeypatch.setenv("SMTP_PW", "from-env-secret")
     cfg = write_config({"mail": mail_channel(25, username="u", password_env="SMTP_PW")})

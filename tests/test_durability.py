@@ -33,8 +33,9 @@ def wait_for(condition, what: str, tries: int = 600, pause: float = 0.05) -> Non
     raise AssertionError(f"gave up waiting for {what}")
 
 
-def test_smtp_down_then_flush_delivers_each_once(write_config: WriteConfig, cli,
-                                                 tmp_path: Path) -> None:
+def test_smtp_down_then_flush_delivers_each_once(
+    write_config: WriteConfig, cli, tmp_path: Path
+) -> None:
     """Events spooled while SMTP is down are each delivered exactly once by flush."""
     server = SMTPServer()
     cfg = write_config({"mail": mail_channel(server.port)})
@@ -52,16 +53,19 @@ def test_smtp_down_then_flush_delivers_each_once(write_config: WriteConfig, cli,
         assert cli("flush", "-c", cfg).out.startswith("sent 0")
         counts = server.recorder.by_message_id()
         assert len(counts) == 3 and set(counts.values()) == {1}
-        vi1 = [m.message["X-HA-Notify-State"] for m in server.messages
-               if "VI_1" in m.message["Subject"]]
+        vi1 = [
+            m.message["X-HA-Notify-State"]
+            for m in server.messages
+            if "VI_1" in m.message["Subject"]
+        ]
         assert vi1 == ["MASTER", "BACKUP"]
     finally:
         server.stop()
 
 
-def test_hung_server_returns_at_deadline_and_spools(silent_server: SilentServer,
-                                                    write_config: WriteConfig,
-                                                    tmp_path: Path) -> None:
+def test_hung_server_returns_at_deadline_and_spools(
+    silent_server: SilentServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
     """A server that accepts and never answers: the command returns, the delivery waits."""
     cfg = write_config({"mail": mail_channel(silent_server.port, timeout=60)}, deadline=2)
     proc = run_bin("master", "-c", str(cfg), timeout=60)
@@ -71,8 +75,9 @@ def test_hung_server_returns_at_deadline_and_spools(silent_server: SilentServer,
     assert "deadline" in json.loads(files[0].read_text())["last_error"]
 
 
-def test_fifty_concurrent_invocations(smtp: SMTPServer, write_config: WriteConfig,
-                                      tmp_path: Path) -> None:
+def test_fifty_concurrent_invocations(
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
     """50 parallel notifies for one instance: 50 events, each mailed once, in sequence order."""
     cfg = write_config({"mail": mail_channel(smtp.port)}, flap_threshold=1000)
     states = ["master", "backup", "fault"]
@@ -97,13 +102,16 @@ def cli_flush_clean(cfg: Path) -> bool:
     return run_bin("flush", "-c", str(cfg)).returncode == 0
 
 
-def test_sigkill_after_spooling_is_delivered_next_run(write_config: WriteConfig,
-                                                      tmp_path: Path) -> None:
+def test_sigkill_after_spooling_is_delivered_next_run(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
     """A notify killed with SIGKILL mid-send leaves the event spooled; the next run sends it."""
     hung = SilentServer().start()
     cfg = write_config({"mail": mail_channel(hung.port, timeout=60)}, deadline=60)
-    proc = subprocess.Popen([str(BIN), "fault", "-c", str(cfg), "-i", "VI_1"],
-                            env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.Popen(
+        [str(BIN), "fault", "-c", str(cfg), "-i", "VI_1"],
+        env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+    )
     try:
         wait_for(lambda: pending(tmp_path / "state") and hung.conns, "spooled and connecting")
         proc.send_signal(signal.SIGKILL)
@@ -124,8 +132,10 @@ def test_sigterm_keeps_spool_consistent(write_config: WriteConfig, tmp_path: Pat
     hung = SilentServer().start()
     try:
         cfg = write_config({"mail": mail_channel(hung.port, timeout=60)}, deadline=60)
-        proc = subprocess.Popen([str(BIN), "master", "-c", str(cfg)],
-                                env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"})
+        proc = subprocess.Popen(
+            [str(BIN), "master", "-c", str(cfg)],
+            env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+        )
         wait_for(lambda: pending(tmp_path / "state") and hung.conns, "spooled and connecting")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -135,8 +145,9 @@ def test_sigterm_keeps_spool_consistent(write_config: WriteConfig, tmp_path: Pat
         hung.stop()
 
 
-def test_unwritable_state_dir_still_sends(smtp: SMTPServer, write_config: WriteConfig,
-                                          tmp_path: Path, cli) -> None:
+def test_unwritable_state_dir_still_sends(
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path, cli
+) -> None:
     """state_dir unusable: exit 1 with a clear error, and the mail still goes out directly."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -160,8 +171,7 @@ def test_older_state_never_after_newer(write_config: WriteConfig, cli) -> None:
         server.stop()
 
 
-def test_flapping_burst_gives_one_summary(smtp: SMTPServer, write_config: WriteConfig,
-                                          cli) -> None:
+def test_flapping_burst_gives_one_summary(smtp: SMTPServer, write_config: WriteConfig, cli) -> None:
     """More than flap_threshold changes: one FLAPPING mail, then one 'stable again' mail."""
     cfg = write_config({"mail": mail_channel(smtp.port)}, flap_threshold=3, flap_window=1.5)
     states = ["master", "backup"] * 6

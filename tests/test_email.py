@@ -20,8 +20,9 @@ def test_one_session_for_all_recipients(smtp: SMTPServer, write_config: WriteCon
     assert smtp.recorder.sessions == 1
 
 
-def test_message_is_multipart_with_fixed_headers(smtp: SMTPServer, write_config: WriteConfig,
-                                                 cli) -> None:
+def test_message_is_multipart_with_fixed_headers(
+    smtp: SMTPServer, write_config: WriteConfig, cli
+) -> None:
     """The mail has text and HTML parts, Message-ID, Auto-Submitted and thread headers."""
     cfg = write_config({"mail": mail_channel(smtp.port)}, virtual_addresses=["192.0.2.10"])
     assert cli("backup", "-c", cfg, "-i", "VI_1").code == 0
@@ -59,8 +60,9 @@ def test_auth_success(write_config: WriteConfig, cli, tmp_path: Path) -> None:
         secret = tmp_path / "smtp-password"
         secret.write_text("s3cret-pass\n")
         secret.chmod(0o600)
-        cfg = write_config({"mail": mail_channel(server.port, username="alerts",
-                                                 password_file=str(secret))})
+        cfg = write_config(
+            {"mail": mail_channel(server.port, username="alerts", password_file=str(secret))}
+        )
         result = cli("master", "-c", cfg)
         assert result.code == 0, result.err
         assert len(server.messages) == 1
@@ -72,8 +74,9 @@ def test_auth_failure_is_not_retried(write_config: WriteConfig, cli, tmp_path: P
     """A refused login exits 1, names the user, never echoes the password, is dead-lettered."""
     server = SMTPServer(users={"alerts": "right"}).start()
     try:
-        cfg = write_config({"mail": mail_channel(server.port, username="alerts",
-                                                 password="wrong-pass-123")})
+        cfg = write_config(
+            {"mail": mail_channel(server.port, username="alerts", password="wrong-pass-123")}
+        )
         result = cli("master", "-c", cfg)
         assert result.code == 1
         assert "refused the login of 'alerts'" in result.err
@@ -86,14 +89,23 @@ def test_auth_failure_is_not_retried(write_config: WriteConfig, cli, tmp_path: P
         server.stop()
 
 
-def test_starttls_with_test_ca(server_tls: ssl.SSLContext, ca_file: Path,
-                               write_config: WriteConfig, cli) -> None:
+def test_starttls_with_test_ca(
+    server_tls: ssl.SSLContext, ca_file: Path, write_config: WriteConfig, cli
+) -> None:
     """STARTTLS to a server whose certificate the configured CA signed delivers."""
     server = SMTPServer(starttls=server_tls, users={"alerts": "pw"}).start()
     try:
-        cfg = write_config({"mail": mail_channel(server.port, security="starttls",
-                                                 ca_file=str(ca_file), username="alerts",
-                                                 password="pw")})
+        cfg = write_config(
+            {
+                "mail": mail_channel(
+                    server.port,
+                    security="starttls",
+                    ca_file=str(ca_file),
+                    username="alerts",
+                    password="pw",
+                )
+            }
+        )
         result = cli("master", "-c", cfg)
         assert result.code == 0, result.err
         assert len(server.messages) == 1
@@ -101,8 +113,9 @@ def test_starttls_with_test_ca(server_tls: ssl.SSLContext, ca_file: Path,
         server.stop()
 
 
-def test_starttls_untrusted_certificate(server_tls: ssl.SSLContext, write_config: WriteConfig,
-                                        cli) -> None:
+def test_starttls_untrusted_certificate(
+    server_tls: ssl.SSLContext, write_config: WriteConfig, cli
+) -> None:
     """A certificate no trusted CA signed fails, naming the host and the ca_file fix."""
     server = SMTPServer(starttls=server_tls).start()
     try:
@@ -115,21 +128,24 @@ def test_starttls_untrusted_certificate(server_tls: ssl.SSLContext, write_config
         server.stop()
 
 
-def test_implicit_tls(server_tls: ssl.SSLContext, ca_file: Path, write_config: WriteConfig,
-                      cli) -> None:
+def test_implicit_tls(
+    server_tls: ssl.SSLContext, ca_file: Path, write_config: WriteConfig, cli
+) -> None:
     """security = "tls" speaks TLS from the first byte (port 465 style)."""
     server = SMTPServer(implicit_tls=server_tls).start()
     try:
-        cfg = write_config({"mail": mail_channel(server.port, security="tls",
-                                                 ca_file=str(ca_file))})
+        cfg = write_config(
+            {"mail": mail_channel(server.port, security="tls", ca_file=str(ca_file))}
+        )
         assert cli("master", "-c", cfg).code == 0
         assert len(server.messages) == 1
     finally:
         server.stop()
 
 
-def test_starttls_required_never_falls_back(smtp: SMTPServer, write_config: WriteConfig,
-                                            cli) -> None:
+def test_starttls_required_never_falls_back(
+    smtp: SMTPServer, write_config: WriteConfig, cli
+) -> None:
     """security = "starttls" against a server without STARTTLS sends nothing in plain text."""
     cfg = write_config({"mail": mail_channel(smtp.port, security="starttls")})
     result = cli("master", "-c", cfg)
@@ -141,8 +157,9 @@ def test_starttls_required_never_falls_back(smtp: SMTPServer, write_config: Writ
 def test_refused_recipient_is_reported(smtp: SMTPServer, write_config: WriteConfig, cli) -> None:
     """One refused recipient is named; the others still get the mail; exit 1."""
     smtp.recorder.refuse = {"gone@example.com"}
-    cfg = write_config({"mail": mail_channel(smtp.port, to=["ops1@example.com",
-                                                           "gone@example.com"])})
+    cfg = write_config(
+        {"mail": mail_channel(smtp.port, to=["ops1@example.com", "gone@example.com"])}
+    )
     result = cli("master", "-c", cfg)
     assert result.code == 1
     assert "gone@example.com" in result.err and "550" in result.err

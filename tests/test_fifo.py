@@ -37,8 +37,9 @@ def test_fifo_line_forms(line: str, expected: FifoLine | None) -> None:
     assert parse_fifo_line(line) == expected
 
 
-@pytest.mark.parametrize("line", ["garbage", 'INSTANCE "VI_1" falut 100', "INSTANCE",
-                                  'INSTANCE "VI_1" MASTER 100 extra'])
+@pytest.mark.parametrize(
+    "line", ["garbage", 'INSTANCE "VI_1" falut 100', "INSTANCE", 'INSTANCE "VI_1" MASTER 100 extra']
+)
 def test_malformed_fifo_lines(line: str) -> None:
     """Malformed lines raise a UsageError naming the line (the reader logs and skips it)."""
     with pytest.raises(UsageError):
@@ -49,8 +50,9 @@ def start_reader(fifo: Path, cfg: Path) -> subprocess.Popen[str]:
     """Start a reader; its stderr goes to a file next to the FIFO (a pipe could fill up)."""
     env = {**os.environ, "HA_NOTIFY_SYSLOG": "off", "HA_NOTIFY_LOG_STDERR": "1"}
     with open(f"{fifo}.{os.urandom(4).hex()}.log", "w") as log:  # the child keeps its copy
-        return subprocess.Popen([str(BIN), "fifo", str(fifo), "-c", str(cfg)], env=env,
-                                stderr=log, text=True)
+        return subprocess.Popen(
+            [str(BIN), "fifo", str(fifo), "-c", str(cfg)], env=env, stderr=log, text=True
+        )
 
 
 def reader_log(fifo: Path) -> str:
@@ -83,8 +85,12 @@ def test_thousand_lines_in_order(tmp_path: Path, write_config: WriteConfig) -> N
     reader = start_reader(fifo, cfg)
     try:
         subprocess.run([sys.executable, "-c", WRITER, str(fifo)], check=True, timeout=120)
-        wait_for(lambda: all(state(tmp_path).get(f"INSTANCE:VI_{i}", {}).get("seq") == 100
-                             for i in range(10)), "all 1,000 lines recorded")
+        wait_for(
+            lambda: all(
+                state(tmp_path).get(f"INSTANCE:VI_{i}", {}).get("seq") == 100 for i in range(10)
+            ),
+            "all 1,000 lines recorded",
+        )
     finally:
         reader.send_signal(signal.SIGTERM)
         reader.communicate(timeout=60)
@@ -98,8 +104,9 @@ def test_thousand_lines_in_order(tmp_path: Path, write_config: WriteConfig) -> N
         assert [row["seq"] for row in history] == list(range(1, 101))
 
 
-def test_fifo_delivers_mail_in_order(smtp: SMTPServer, tmp_path: Path,
-                                     write_config: WriteConfig) -> None:
+def test_fifo_delivers_mail_in_order(
+    smtp: SMTPServer, tmp_path: Path, write_config: WriteConfig
+) -> None:
     """FIFO events become mails in keepalived's order; writers may come and go."""
     cfg = write_config({"mail": mail_channel(smtp.port)}, flap_threshold=100)
     fifo = tmp_path / "notify.fifo"

@@ -12,10 +12,16 @@ from ha_notify.render import TEMPLATES, Renderer
 
 
 def event(**changes: object) -> Event:
-    base = {"state": "master", "name": "VI_1", "cluster": "prod", "previous": "backup",
-            "priority": 100, "seq": 7, "node": Node("lb1", "lb1.example.com", ("eth0 10.0.0.2/24",),
-                                                    True),
-            "virtual_addresses": ("10.0.0.100",)}
+    base = {
+        "state": "master",
+        "name": "VI_1",
+        "cluster": "prod",
+        "previous": "backup",
+        "priority": 100,
+        "seq": 7,
+        "node": Node("lb1", "lb1.example.com", ("eth0 10.0.0.2/24",), True),
+        "virtual_addresses": ("10.0.0.100",),
+    }
     base.update(changes)
     return Event(**base)  # type: ignore[arg-type]
 
@@ -29,10 +35,13 @@ def test_every_builtin_renders(language: str, name: str, state: str) -> None:
     assert "VI" in text and text.strip()
 
 
-@pytest.mark.parametrize(("language", "expected"), [
-    ("en", "[prod] lb1 is now MASTER (was BACKUP) - VI_1"),
-    ("zh_CN", "[prod] HAProxy 状态切换：lb1 变为 主 MASTER（原为 备 BACKUP） - VI_1"),
-])
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "[prod] lb1 is now MASTER (was BACKUP) - VI_1"),
+        ("zh_CN", "[prod] HAProxy 状态切换：lb1 变为 主 MASTER（原为 备 BACKUP） - VI_1"),
+    ],
+)
 def test_subjects(language: str, expected: str) -> None:
     """Subjects in English and Chinese carry cluster, node, states and instance."""
     assert Renderer(language).subject(event()) == expected
@@ -63,8 +72,9 @@ def test_language_specific_override_wins(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("broken", ["{{ e.name ", "{{ e.no_such_field }}", "{{ 1 / 0 }}"])
-def test_broken_override_falls_back(broken: str, tmp_path: Path,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_broken_override_falls_back(
+    broken: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A broken override logs the error and the built-in template renders instead."""
     (tmp_path / "subject.txt").write_text(broken)
     with caplog.at_level(logging.ERROR, logger="ha_notify"):

@@ -1,0 +1,234 @@
+"""``ha-notify check NAME [OPTIONS]``: the outer function of the check commands.
+
+``ha_notify.__main__`` calls :func:`main` before typer is imported, so this module parses its
+own arguments (typer's ``check`` commands in ``ha_notify.cli`` only exist for ``--help`` and
+forward here), turns errors into exit codes, prints one line on stderr when unhealthy, and
+tells syslog when a result changes. Nothing here imports more than the interpreter already
+has loaded, on the healthy path; ``ha_notify.errors`` is imported only when an error occurs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from time import monotonic
+
+from ha_notify.checks import CheckOptions
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from ha_notify.checks import CheckResult
+    from ha_notify.checks.base import Check
+    from ha_notify.checks.settings import ChecksSettings
+
+# Same values as ha_notify.errors.ExitCode, without importing it on the healthy path.
+HEALTHY, UNHEALTHY, USAGE = 0, 1, 2
+DEFAULT_TIMEOUT = 2.0
+ENTRY_POINT_GROUP = "ha_notify.checks"
+BUILTIN = ("haproxy", "process")
+
+# option -> (attribute, takes a value); which check accepts which option is in _ALLOWED.
+_OPTIONS = {
+    "--config": ("config", True),
+    "-c": ("config", True),  # as in every other ha-notify command
+    "--pidfile": ("pidfile", True),
+    "--no-pidfile": ("no_pidfile", False),
+    "--timeout": ("timeout", True),
+    "--socket": ("socket", True),
+    "--haproxy-config": ("haproxy_config", True),
+    "--deep": ("deep", False),
+    "--no-deep": ("no_deep", False),
+    "--min-up": ("min_up", True),
+    "--ignore-backend": ("ignore_backend", True),
+}
+_COMMON = frozenset({"--config", "-c", "--pidfile", "--no-pidfile", "--timeout"})
+_ALLOWED = {"haproxy": frozenset(_OPTIONS), "process": _COMMON}
+USAGE_TEXT = {
+    "haproxy": "ha-notify check haproxy [--pidfile P | --no-pidfile] [--socket PATH] "
+    "[--haproxy-config FILE] [--deep] [--min-up N] [--ignore-backend NAME]... "
+    "[--timeout S] [--config PATH]",
+    "process": "ha-notify check process NAME [--pidfile P | --no-pidfile] [--timeout S] "
+    "[--config PATH]",
+}
+
+
+class Request:
+    """The command line of one check, parsed but not yet merged with the config."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.args: list[str] = []
+        self.values: dict[str, str] = {}
+        self.flags: set[str] = set()
+        self.ignore_backends: list[str] = []
+
+
+def _usage(message: str) -> Exception:
+    from ha_notify.errors import UsageError
+
+    return UsageError(message)
+
+
+def parse_args(argv: list[str]) -> Request:
+    """Parse ``NAME [ARGS] [OPTIONS]`` (``--opt VALUE`` and ``--opt=VALUE``)."""
+    if not argv or argv[0].startswith("-"):
+        raise _usage(
+            "which check? usage: ha-notify check haproxy|process NAME [OPTIONS] "
+            "(see ha-notify check --help)"
+        )
+    request = Request(argv[0])
+    allowed = _ALLOWED.get(request.name)
+    items = iter(argv[1:])
+    only_args = False
+    for item in items:
+        if only_args or not item.startswith("-") or item == "-":
+            request.args.append(item)
+            continue
+        if item == "--":
+            only_args = True
+            continue
+        option, has_value, value = item.partition("=")
+        known = _OPTIONS.get(option)
+        if allowed is None and option not in ("--config", "-c", "--timeout"):
+            request.args.append(item)  # a third-party check parses its own options
+            continue
+        if known is None or (allowed is not None and option not in allowed):
+            raise _usage(f"check {request.name}: unknown option {option}; usage: {_text(request)}")
+        attribute, takes_value = known
+        if takes_value and not has_value:
+            value = next(items, "")
+            if not value or value.startswith("--"):
+                raise _usage(f"check {request.name}: {option} needs a value")
+        elif has_value and not takes_value:
+            raise _usage(f"check {request.name}: {option} takes no value")
+        if attribute == "ignore_backend":
+            request.ignore_backends.append(value)
+        elif takes_value:
+            request.values[attribute] = value
+        else:
+            request.flags.add(attribute)
+    if {"deep", "no_deep"} <= request.flags:
+        raise _usage(f"check {request.name}: --deep and --no-deep exclude each other")
+    if "no_pidfile" in request.flags and "pidfile" in request.values:
+        raise _usage(f"check {request.name}: --pidfile and --no-pidfile exclude each other")
+    return request
+
+
+def _text(request: Request) -> str:
+    return USAGE_TEXT.get(request.name, f"ha-notify check {request.name} [ARGS]")
+
+
+def _number(request: Request, key: str, kind: type, low: float, option: str) -> Optional[float]:
+    raw = request.values.get(key)
+    if raw is None:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low or (kind is float and value != value):  # NaN
+        what = "an integer >= 0" if kind is int else "a number of seconds > 0"
+        raise _usage(f"check {request.name}: {option} expects {what}, got {raw!r}")
+    if kind is float and value <= 0:
+        raise _usage(f"check {request.name}: {option} expects a number of seconds > 0")
+    return float(value)
+
+
+def build_options(request: Request, settings: ChecksSettings, start: float) -> CheckOptions:
+    """Merge: command line over ``[checks.NAME]`` over defaults."""
+    conf = settings.for_check(request.name, tuple(request.args))
+    timeout = _number(request, "timeout", float, 0, "--timeout") or conf.timeout
+    timeout = timeout or DEFAULT_TIMEOUT
+    min_up = _number(request, "min_up", int, 0, "--min-up")
+    pidfile = request.values.get("pidfile", conf.pidfile)
+    if "deep" in request.flags or "no_deep" in request.flags:
+        deep = "deep" in request.flags
+    else:
+        deep = bool(conf.deep)
+    return CheckOptions(
+        name=request.name,
+        args=tuple(request.args),
+        pidfile=pidfile or None,
+        no_pidfile="no_pidfile" in request.flags or pidfile == "",
+        socket=request.values.get("socket") or conf.socket,
+        haproxy_config=request.values.get("haproxy_config") or conf.haproxy_config,
+        deep=deep,
+        timeout=timeout,
+        deadline=start + timeout,
+        min_up=int(min_up)
+        if min_up is not None
+        else (conf.min_up if conf.min_up is not None else 1),
+        ignore_backends=frozenset(conf.ignore_backends) | frozenset(request.ignore_backends),
+        table=conf.table if request.name not in BUILTIN else None,
+    )
+
+
+def resolve(name: str) -> Check:
+    """The check called ``name``: built-ins by direct import, others by entry point."""
+    if name == "haproxy":
+        from ha_notify.checks.haproxy import check
+
+        return check
+    if name == "process":
+        from ha_notify.checks.process import check as process_check
+
+        return process_check
+    return _plugin(name)
+
+
+def _plugin(name: str) -> Check:
+    from importlib.metadata import entry_points
+
+    from ha_notify.errors import CheckError
+
+    if sys.version_info >= (3, 10):
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    else:  # pragma: no cover - Python 3.9
+        found = [ep for ep in entry_points().get(ENTRY_POINT_GROUP, []) if ep.name == name]
+    if not found:
+        raise CheckError(
+            f"unknown check {name!r}; built-in checks: {', '.join(BUILTIN)} "
+            f"(plugins register the entry point group {ENTRY_POINT_GROUP})"
+        )
+    try:
+        check: Check = found[0].load()
+    except Exception as exc:  # a broken plugin is a setup problem, not an unhealthy service
+        raise CheckError(f"check plugin {name!r} failed to load: {exc}") from exc
+    return check
+
+
+def run(argv: list[str]) -> tuple[int, Optional[CheckResult], str]:
+    """Parse, configure and run one check: (exit code, result, error message)."""
+    from ha_notify.checks.settings import load
+
+    start = monotonic()
+    try:
+        request = parse_args(argv)
+        settings = load(request.values.get("config"))
+        options = build_options(request, settings, start)
+        result = resolve(request.name)(options)
+    except Exception as exc:
+        # Imported here so that a healthy run never loads ha_notify.errors (and typing).
+        from ha_notify.errors import HaNotifyError
+
+        if isinstance(exc, HaNotifyError):
+            return USAGE, None, str(exc)
+        raise
+    from ha_notify.checks.state import record
+
+    record(settings.run_dir, argv, result)
+    return (HEALTHY if result.healthy else UNHEALTHY), result, ""
+
+
+def main(argv: list[str]) -> int:
+    """Run ``ha-notify check ARGV``; the return value is the exit code."""
+    code, result, error = run(argv)
+    if result is None:
+        sys.stderr.write(f"ha-notify: error: {error}\n")
+    elif not result.healthy:
+        sys.stderr.write(f"unhealthy: {result.reason}\n")
+    elif os.isatty(1):
+        sys.stdout.write(f"healthy: {result.reason}\n")
+    return code

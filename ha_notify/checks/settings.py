@@ -1,0 +1,262 @@
+"""The ``[checks]`` part of the config file, read on the hot path without the full config.
+
+Only ``[checks]``, ``[checks.haproxy]``, ``[checks.process.NAME]`` and a third-party check's
+own ``[checks.NAME]`` are read and validated here; ``ha_notify.config`` owns the rest.
+Parsing TOML means importing ``tomllib`` (and with it ``typing``, ``datetime``, ``re``...),
+which costs about as much as starting Python: so the parsed ``[checks]`` table is cached
+with ``marshal`` in the run directory, keyed by the config file's inode, size and times,
+and only trusted when this user owns it and nobody else can write it.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+
+from ha_notify.checks import _Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+DEFAULT_CONFIG = "/etc/ha-notify/config.toml"
+CONFIG_ENV = "HA_NOTIFY_CONFIG"
+DEFAULT_RUN_DIR = "/run/ha-notify"
+RUN_DIR_ENV = "HA_NOTIFY_RUN_DIR"
+CACHE_FORMAT = 1
+
+# key: (expected type(s), what the error message says is expected)
+_HAPROXY_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "pidfile": ((str,), 'a path, or "" to scan /proc only'),
+    "socket": ((str,), "a socket path or host:port"),
+    "haproxy_config": ((str,), "the path of haproxy.cfg"),
+    "deep": ((bool,), "true or false"),
+    "timeout": ((int, float), "a number of seconds > 0"),
+    "min_up": ((int,), "an integer >= 0"),
+    "ignore_backends": ((list,), "a list of backend names"),
+}
+_PROCESS_KEYS = {key: _HAPROXY_KEYS[key] for key in ("pidfile", "timeout")}
+
+
+class CheckSettings(_Frozen):
+    """One check's settings from the config file; None means "not set there"."""
+
+    __slots__ = (
+        "deep",
+        "haproxy_config",
+        "ignore_backends",
+        "min_up",
+        "pidfile",
+        "socket",
+        "table",
+        "timeout",
+    )
+    pidfile: Optional[str]
+    socket: Optional[str]
+    haproxy_config: Optional[str]
+    deep: Optional[bool]
+    timeout: Optional[float]
+    min_up: Optional[int]
+    ignore_backends: tuple[str, ...]
+    table: dict[str, Any]
+
+    def __init__(self, table: Optional[dict[str, Any]] = None) -> None:
+        raw = table or {}
+        timeout = raw.get("timeout")
+        values = {
+            "pidfile": raw.get("pidfile"),
+            "socket": raw.get("socket"),
+            "haproxy_config": raw.get("haproxy_config"),
+            "deep": raw.get("deep"),
+            "timeout": None if timeout is None else float(timeout),
+            "min_up": raw.get("min_up"),
+            "ignore_backends": tuple(raw.get("ignore_backends", ())),
+            "table": raw,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+
+class ChecksSettings(_Frozen):
+    """``[checks]``: where it came from, the run directory and the per-check tables."""
+
+    __slots__ = ("checks", "path", "run_dir")
+    path: Optional[str]
+    run_dir: str
+    checks: dict[str, Any]
+
+    def __init__(self, path: Optional[str], run_dir: str, checks: dict[str, Any]) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "run_dir", run_dir)
+        object.__setattr__(self, "checks", checks)
+
+    def for_check(self, name: str, args: tuple[str, ...] = ()) -> CheckSettings:
+        """Settings of ``check NAME ARGS`` (``[checks.process.ARG]`` for ``process``)."""
+        table = self.checks.get(name)
+        if name == "process":
+            table = (table or {}).get(args[0]) if len(args) == 1 else None
+        return CheckSettings(table if isinstance(table, dict) else None)
+
+
+def bootstrap_run_dir() -> str:
+    """The run directory before the config is read: ``$HA_NOTIFY_RUN_DIR`` or the default."""
+    return os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR
+
+
+def load(path: Optional[str] = None) -> ChecksSettings:
+    """Read ``[checks]`` from ``path``, else ``$HA_NOTIFY_CONFIG``, else the default file.
+
+    A missing default file means defaults; every other problem raises ConfigError naming the
+    file, the key and what is expected.
+    """
+    from_env = os.environ.get(CONFIG_ENV)
+    chosen = path or from_env or DEFAULT_CONFIG
+    try:
+        info = os.stat(chosen)
+    except FileNotFoundError:
+        if path or from_env:
+            message = f"config file not found (from --config or ${CONFIG_ENV})"
+            raise _error(chosen, None, message) from None
+        return ChecksSettings(None, bootstrap_run_dir(), {})
+    except OSError as exc:
+        raise _error(chosen, None, f"cannot read it: {exc.strerror}") from exc
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    checks = _cache_read(chosen, key)
+    if checks is None:
+        checks = _parse(chosen)
+        validate(checks, chosen)
+        _cache_write(chosen, key, checks)
+    else:
+        validate(checks, chosen)
+    run_dir = os.environ.get(RUN_DIR_ENV) or checks.get("run_dir") or DEFAULT_RUN_DIR
+    return ChecksSettings(chosen, run_dir, checks)
+
+
+def _error(path: str, key: Optional[str], expected: str) -> Exception:
+    from ha_notify.errors import ConfigError
+
+    where = f"{path}: {key}: " if key else f"{path}: "
+    return ConfigError(where + expected)
+
+
+def _parse(path: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.9 and 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise _error(path, None, f"cannot read it: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise _error(path, None, f"not valid TOML: {exc}") from exc
+    checks = data.get("checks", {})
+    if not isinstance(checks, dict):
+        raise _error(path, "checks", "expected a table [checks]")
+    return checks
+
+
+def validate(checks: dict[str, Any], path: str) -> None:
+    """Raise ConfigError for the first wrong key of ``[checks]`` (third-party tables aside)."""
+    run_dir = checks.get("run_dir")
+    if run_dir is not None and (not isinstance(run_dir, str) or not run_dir):
+        raise _error(path, "checks.run_dir", "expected the path of a directory")
+    for name, value in checks.items():
+        if name == "run_dir":
+            continue
+        if not isinstance(value, dict):
+            raise _error(path, f"checks.{name}", "expected a table [checks.NAME] or run_dir")
+        if name == "haproxy":
+            _validate_table(value, _HAPROXY_KEYS, path, "checks.haproxy")
+        elif name == "process":
+            for daemon, table in value.items():
+                where = f"checks.process.{daemon}"
+                if not isinstance(table, dict):
+                    raise _error(path, where, "expected a table [checks.process.NAME]")
+                _validate_table(table, _PROCESS_KEYS, path, where)
+
+
+def _validate_table(
+    table: dict[str, Any], keys: dict[str, tuple[tuple[type, ...], str]], path: str, where: str
+) -> None:
+    for key, value in table.items():
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            raise _error(path, f"{where}.{key}", f"unknown key; expected one of {known}")
+        types, expected = keys[key]
+        bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if not bad and key == "timeout":
+            bad = value <= 0
+        elif not bad and key == "min_up":
+            bad = value < 0
+        elif not bad and key == "ignore_backends":
+            bad = not all(isinstance(item, str) for item in value)
+        elif not bad and key in ("socket", "haproxy_config"):
+            bad = not value
+        if bad:
+            raise _error(path, f"{where}.{key}", f"expected {expected}, got {value!r}")
+
+
+def _cache_path(path: str) -> str:
+    return os.path.join(bootstrap_run_dir(), "config-" + path.replace("/", "_") + ".cache")
+
+
+def _cache_read(path: str, key: tuple[int, ...]) -> Optional[dict[str, Any]]:
+    try:
+        fd = os.open(_cache_path(path), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            return None
+        data = os.read(fd, 1 << 20)
+        entry = marshal.loads(data)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    finally:
+        os.close(fd)
+    if (
+        isinstance(entry, tuple)
+        and len(entry) == 4
+        and entry[:3] == (CACHE_FORMAT, path, key)
+        and isinstance(entry[3], dict)
+    ):
+        return entry[3]
+    return None
+
+
+def _cache_write(path: str, key: tuple[int, ...], checks: dict[str, Any]) -> None:
+    """Best effort: a run directory we cannot write only means parsing TOML every run."""
+    try:
+        data = marshal.dumps((CACHE_FORMAT, path, key, checks))
+    except ValueError:  # a TOML date somewhere in [checks]: not worth caching
+        return
+    target = _cache_path(path)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        ensure_dir(os.path.dirname(target))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except OSError:
+        _discard(tmp)
+
+
+def ensure_dir(path: str) -> None:
+    """Create the run directory (mode 0755) if it is missing; raises OSError."""
+    if not os.path.isdir(path):
+        os.mkdir(path, 0o755)
+
+
+def _discard(path: str) -> None:
+    """Remove a leftover temporary file, if there is one."""
+    import contextlib  # only on this error path
+
+    with contextlib.suppress(OSError):
+        os.unlink(path)
