@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -251,6 +252,9 @@ def _normalise(args: list[str]) -> list[str]:
 
 def run(args: list[str]) -> int:
     """Run the CLI; the only place exceptions become exit codes."""
+    # keepalived runs scripts with umask 0177, which would make every folder we create
+    # (spool/, dead/) untraversable even by its owner; files and folders stay private.
+    os.umask(0o077)
     logsetup.setup(verbose="--verbose" in args)
     args = [a for a in args if a != "--verbose"]
     try:

@@ -20,6 +20,7 @@ from ha_notify.event import STABLE, TEST, Event, Node
 from ha_notify.render import Renderer
 from ha_notify.spool import Delivery, Spool
 from ha_notify.state import SUPPRESSED, Recorded, Settled, StateStore
+from ha_notify.summary import haproxy_summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,7 +71,10 @@ class Notifier:
         return node.gather(g.virtual_addresses, g.state_dir if g.state_dir.is_dir() else None)
 
     def make_event(self, req: Request, facts: Optional[Node] = None, **fields: Any) -> Event:
+        """An event for ``req``; node facts and the haproxy summary are gathered unless given."""
         g = self.config.general
+        if "haproxy" not in fields:
+            fields["haproxy"] = haproxy_summary(self.config.checks)
         return Event(
             state=req.state,
             name=req.name,
@@ -135,6 +139,7 @@ class Notifier:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
         key = f"{req.kind}:{req.name}"
         facts = self.node()  # gathered before taking the state lock
+        summary = haproxy_summary(self.config.checks)
 
         def spool_it(rec: Recorded) -> list[Delivery]:
             if not self.config.channels or rec.subject == SUPPRESSED:
@@ -146,6 +151,7 @@ class Notifier:
                 seq=rec.seq,
                 subject=rec.subject,
                 transitions=rec.transitions,
+                haproxy=summary,
             )
             return self.spool.add(event, self.wanted(event))
 

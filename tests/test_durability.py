@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -220,3 +221,16 @@ def test_status_text(smtp: SMTPServer, write_config: WriteConfig, cli) -> None:
     cli("master", "-c", cfg, "-i", "VI_1")
     out = cli("status", "-c", cfg).out
     assert "INSTANCE:VI_1" in out and "MASTER" in out and "pending deliveries:\n  none" in out
+
+
+def test_keepalived_umask_keeps_spool_usable(smtp: SMTPServer, write_config: WriteConfig,
+                                             tmp_path: Path) -> None:
+    """Under keepalived's umask 0177 the folders ha-notify creates stay traversable."""
+    cfg = write_config({"mail": mail_channel(smtp.port)})
+    proc = subprocess.run([str(BIN), "master", "-c", str(cfg)], capture_output=True, text=True,
+                          env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+                          preexec_fn=lambda: os.umask(0o177), timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Sending directly" not in proc.stderr
+    assert len(smtp.messages) == 1
+    assert (tmp_path / "state" / "spool" / "pending").is_dir()

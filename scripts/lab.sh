@@ -1,0 +1,23 @@
+#!/bin/sh
+# The failover lab, from a fresh Debian machine: installs what is missing, then runs the
+# reference HAProxy + keepalived pair in network namespaces and prints the failover timeline.
+#
+#     sudo scripts/lab.sh            # the timeline; exit 0 when every check passed
+#     sudo scripts/lab.sh --json     # the result as JSON on stdout, the timeline on stderr
+#     sudo scripts/lab.sh --keep     # keep the run's configs, logs and mails under /tmp
+#
+# Installs only what is missing: haproxy, keepalived, iproute2 and python3-venv with apt-get,
+# then the repo's virtualenv (.venv, `pip install -e '.[test]'`). Exit 2 when not root or when
+# this machine cannot create network namespaces.
+set -eu
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "lab.sh: needs root (network namespaces, keepalived, port 80); run: sudo $0" >&2
+    exit 2
+fi
+
+. "$(dirname "$0")/bootstrap.sh"
+bootstrap
+
+cd "$REPO"
+exec "$VENV/bin/python" -m lab.failover_lab "$@"

@@ -1,0 +1,134 @@
+"""End to end: the failover lab runs the reference pair for real and everything happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = ("ip", "haproxy", "keepalived", "unshare", "runuser", "useradd")
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, keepalived)"),
+    pytest.mark.skipif(
+        any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def lab() -> dict[str, Any]:
+    """One lab run for the whole module; its JSON result."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HA_NOTIFY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.failover_lab", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode == 2:
+        pytest.skip(f"the lab cannot run here: {done.stderr.strip()}")
+    sys.stderr.write(done.stderr)  # the timeline, shown by pytest when a test fails
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        pytest.fail(f"lab exit {done.returncode}, no JSON:\n{done.stdout}\n{done.stderr}")
+    result["exit_code"] = done.returncode
+    return result
+
+
+def failed_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in result["checks"] if not c["ok"]]
+
+
+def in_order(sequence: list[str], wanted: list[str]) -> bool:
+    it = iter(sequence)
+    return all(state in it for state in wanted)
+
+
+def mail(result: dict[str, Any], node: str, state: str) -> dict[str, Any]:
+    found = [m for m in result.get("mails", []) if m["node"] == node and m["state"] == state]
+    assert found, f"no {state} mail from {node}: {result.get('mails')}"
+    return found[0]
+
+
+def test_lab_passes_every_check(lab: dict[str, Any]) -> None:
+    """The lab exits 0 and none of its own checks failed."""
+    assert failed_checks(lab) == []
+    assert lab["exit_code"] == 0 and lab["ok"]
+
+
+def test_state_transitions(lab: dict[str, Any]) -> None:
+    """lb1 goes BACKUP, MASTER, FAULT, BACKUP; lb2 goes BACKUP then MASTER and stays."""
+    assert in_order(lab["transitions"]["lb1"], ["BACKUP", "MASTER", "FAULT", "BACKUP"])
+    assert in_order(lab["transitions"]["lb2"], ["BACKUP", "MASTER"])
+    assert lab["transitions"]["lb2"][-1] == "MASTER"
+
+
+def test_vip_moves_to_lb2_and_stays_there(lab: dict[str, Any]) -> None:
+    """The VIP is on lb1 first, on lb2 after the failover, and nopreempt keeps it there."""
+    assert lab["step1"]["vip"] == "lb1"
+    assert lab["step2"]["vip"] == "lb2"
+    assert lab["step4"]["vip"] == "lb2"
+
+
+def test_host_routing_through_the_vip(lab: dict[str, Any]) -> None:
+    """Each Host header reaches its own backend through the VIP, via lb1."""
+    seen = {t["host"]: (t["answer"] or {}).get("backend") for t in lab["step1"]["traffic"]}
+    assert seen == {
+        "www.example.com": "webapp1",
+        "static.example.com": "webapp2",
+        "video.example.com": "webapp3",
+    }
+    assert all(t["answer"]["via"] == "lb1" for t in lab["step1"]["traffic"])
+
+
+def test_standby_haproxy_listens_on_the_vip(lab: dict[str, Any]) -> None:
+    """lb2's haproxy is up on the VIP it does not hold (ip_nonlocal_bind) and healthy."""
+    assert "192.168.0.130:80" in lab["step1"]["standby_listening"]
+    names = {c["name"]: c["ok"] for c in lab["checks"]}
+    assert names["standby haproxy frontend OPEN, 3 servers UP"]
+    assert names["standby passes ha-notify check haproxy --deep"]
+
+
+def test_traffic_flows_through_lb2_after_failover(lab: dict[str, Any]) -> None:
+    """After haproxy stops on lb1, requests through the VIP are served by lb2."""
+    names = {c["name"]: c["ok"] for c in lab["checks"]}
+    assert names["traffic through lb2 after failover"]
+    assert names["traffic still through lb2"]
+    assert lab["step2"]["failover_seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("node", "state"), [("lb1", "FAULT"), ("lb2", "MASTER"), ("lb1", "BACKUP")]
+)
+def test_mails_received(lab: dict[str, Any], node: str, state: str) -> None:
+    """Each transition's mail arrives from that node, its subject naming node and state."""
+    m = mail(lab, node, state)
+    assert state in m["subject"].upper()
+    assert node in m["subject"]
+    assert m["peer"] == {"lb1": "192.168.0.128", "lb2": "192.168.0.129"}[node]
+    assert m["to"] == ["ops1@example.com", "ops2@example.com"]
+
+
+def test_notify_keeps_state_under_keepalived(lab: dict[str, Any]) -> None:
+    """Run by keepalived (script user, umask 0177), ha-notify still records state: lb1's
+    FAULT mail names the state it left."""
+    m = mail(lab, "lb1", "FAULT")
+    assert "MASTER" in f"{m['subject']}\n{m['body']}"
+
+
+def test_no_script_security_warning(lab: dict[str, Any]) -> None:
+    """keepalived ran ha-notify under enable_script_security without any complaint."""
+    assert lab["security_warnings"] == []
