@@ -15,7 +15,14 @@ from ha_notify import log as logsetup
 from ha_notify.cli_check import check_app
 from ha_notify.cli_options import ConfigOpt
 from ha_notify.config import STATES, load
-from ha_notify.errors import ExitCode, HaNotifyError, SpoolError, TemplateError, UsageError
+from ha_notify.errors import (
+    ConfigError,
+    ExitCode,
+    HaNotifyError,
+    SpoolError,
+    TemplateError,
+    UsageError,
+)
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
 from ha_notify.notify import Notifier, Request
 
@@ -45,9 +52,15 @@ def _notify(
     dry_run: bool,
     kind: str = "INSTANCE",
 ) -> int:
-    cfg = load(config)
     parse_priority(None if priority is None else str(priority))
-    req = Request(parse_state(state), parse_name(instance or cfg.general.instance), kind, priority)
+    parsed = parse_state(state)
+    try:
+        cfg = load(config)
+    except ConfigError as exc:
+        # Say loudly which failover went unreported, not only what to fix.
+        what = f"{kind} {instance or '(default instance)'} {parsed.upper()}"
+        raise ConfigError(f"{exc} -- the {what} event was NOT sent") from exc
+    req = Request(parsed, parse_name(instance or cfg.general.instance), kind, priority)
     notifier = Notifier(cfg)
     if dry_run:
         _print_rendered(notifier, notifier.make_event(req), None)
