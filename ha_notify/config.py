@@ -161,6 +161,8 @@ class Table:
 
     def get_path(self, key: str, default: Any = _MISSING) -> Any:
         value = self.get_str(key, default)
+        if value is not None and "\x00" in str(value):
+            raise self.error(key, "a path without NUL characters")
         return None if value is None else Path(value)
 
     def secret(self, key: str, *, required: bool = False) -> Optional[Secret]:

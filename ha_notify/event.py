@@ -18,15 +18,19 @@ KINDS = ("INSTANCE", "GROUP")
 TRANSITION, FLAPPING, STABLE, TEST = "transition", "flapping", "stable", "test"
 MAX_NAME = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Lone surrogates: what Python makes of non-UTF-8 bytes in argv (surrogateescape). They
+# cannot be encoded as UTF-8, so a spool file, a mail or a JSON body would fail to write.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def clean(text: str, limit: int = MAX_NAME) -> str:
     """Make untrusted text safe for a header, a log line or a JSON payload.
 
     Control characters (newlines included) become spaces and the text is cut to ``limit``
-    characters: an instance name can never start a new mail header or log line.
+    characters: an instance name can never start a new mail header or log line. Bytes that
+    were not UTF-8 (surrogate-escaped by Python) become U+FFFD.
     """
-    text = _CONTROL.sub(" ", text).strip()
+    text = _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text)).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

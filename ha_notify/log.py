@@ -12,6 +12,13 @@ SYSLOG_ENV = "HA_NOTIFY_SYSLOG"  # another syslog socket (tests); "off" disables
 STDERR_ENV = "HA_NOTIFY_LOG_STDERR"  # "1": log to stderr even when it is not a terminal
 
 
+class _SysLog(logging.handlers.SysLogHandler):
+    """Syslog that drops a record rather than block or print a traceback when it is full."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        del record
+
+
 def setup(verbose: bool = False) -> None:
     root = logging.getLogger("ha_notify")
     if getattr(root, "_ha_notify_ready", False):
@@ -21,11 +28,13 @@ def setup(verbose: bool = False) -> None:
     address = os.environ.get(SYSLOG_ENV, "/dev/log")
     if address != "off" and os.path.exists(address):
         try:
-            handler = logging.handlers.SysLogHandler(
+            handler = _SysLog(
                 address=address,
                 facility=logging.handlers.SysLogHandler.LOG_DAEMON,
                 socktype=socket.SOCK_DGRAM,
             )
+            # A stalled journald must not hold us past the deadline (typeshed lacks .socket).
+            handler.socket.setblocking(False)  # type: ignore[attr-defined]
             handler.ident = "ha-notify: "
             handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
             root.addHandler(handler)
