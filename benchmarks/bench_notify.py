@@ -154,17 +154,23 @@ def main() -> None:
         print(f"email to 10 recipients, 50 ms per SMTP command ({args.rounds} rounds, medians)")
         print(f"  ha-notify master            {ours * 1000:8.0f} ms")
         print(f"  seed mail_notify.py (py3)   {seed * 1000:8.0f} ms")
-        print(f"  ratio                       {ratio:8.2f}   target <= 0.50  "
-              f"{'OK' if ratio <= 0.5 else 'MISSED'}")
+        print(
+            f"  ratio                       {ratio:8.2f}   target <= 0.50  "
+            f"{'OK' if ratio <= 0.5 else 'MISSED'}"
+        )
         latency = bench_latency(args.rounds, root / "latency")
         print(f"ha-notify master, start to accepted (local server, {args.rounds} rounds)")
-        print(f"  median                      {latency * 1000:8.0f} ms   target < 500 ms  "
-              f"{'OK' if latency < 0.5 else 'MISSED'}")
+        print(
+            f"  median                      {latency * 1000:8.0f} ms   target < 500 ms  "
+            f"{'OK' if latency < 0.5 else 'MISSED'}"
+        )
         elapsed, pending = bench_hung(root / "hung")
         print("SMTP server that accepts and never answers, deadline = 2 s")
-        print(f"  returned after              {elapsed * 1000:8.0f} ms   target <= 3000 ms  "
-              f"{'OK' if elapsed <= 3.0 and pending == 1 else 'MISSED'} "
-              f"({pending} delivery spooled)")
+        print(
+            f"  returned after              {elapsed * 1000:8.0f} ms   target <= 3000 ms  "
+            f"{'OK' if elapsed <= 3.0 and pending == 1 else 'MISSED'} "
+            f"({pending} delivery spooled)"
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -223,13 +223,20 @@ def test_status_text(smtp: SMTPServer, write_config: WriteConfig, cli) -> None:
     assert "INSTANCE:VI_1" in out and "MASTER" in out and "pending deliveries:\n  none" in out
 
 
-def test_keepalived_umask_keeps_spool_usable(smtp: SMTPServer, write_config: WriteConfig,
-                                             tmp_path: Path) -> None:
+def test_keepalived_umask_keeps_spool_usable(
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
     """Under keepalived's umask 0177 the folders ha-notify creates stay traversable."""
     cfg = write_config({"mail": mail_channel(smtp.port)})
-    proc = subprocess.run([str(BIN), "master", "-c", str(cfg)], capture_output=True, text=True,
-                          env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
-                          preexec_fn=lambda: os.umask(0o177), timeout=120, check=False)
+    proc = subprocess.run(
+        [str(BIN), "master", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+        preexec_fn=lambda: os.umask(0o177),
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Sending directly" not in proc.stderr
     assert len(smtp.messages) == 1

@@ -1,0 +1,285 @@
+"""Can each channel reach its server? A handshake, never a message (unless ``--send``).
+
+SMTP: connect, EHLO, STARTTLS or implicit TLS with certificate verification, and whether a
+login mechanism ha-notify speaks is offered; no login, no MAIL FROM. HTTP channels: a TCP
+connection and, for https, a verified TLS handshake to the URL's host and port; no request.
+Only a URL's scheme, host and port are ever shown: its path is often the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
+
+from ha_notify.config import Secret
+from ha_notify.doctor import Finding, fail, ok, warn
+
+if TYPE_CHECKING:
+    from ha_notify.channels.email import EmailChannel
+    from ha_notify.doctor.local import Environment
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _cert_error(exc: BaseException) -> Optional[ssl.SSLCertVerificationError]:
+    seen: Optional[BaseException] = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _untrusted(name: str, where: str, cert: ssl.SSLCertVerificationError) -> Finding:
+    return fail(
+        f"channel {name}",
+        f"{where}: TLS certificate not trusted ({cert.verify_message})",
+        f'set ca_file = "/path/to/ca.pem" in [channels.{name}] to the CA that signed it, or '
+        "fix the server's certificate",
+    )
+
+
+def _unreachable(name: str, where: str, exc: BaseException) -> Finding:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return fail(
+        f"channel {name}",
+        f"{where}: cannot connect: {reason}",
+        f"check host and port in [channels.{name}], and that this node may reach {where} "
+        "(firewall, DNS)",
+    )
+
+
+async def probe_smtp(channel: EmailChannel) -> Finding:
+    import aiosmtplib
+
+    from ha_notify.channels.email import tls_context
+
+    name = f"channel {channel.name}"
+    where = f"SMTP {channel.host}:{channel.port}"
+    context = tls_context(channel.ca_file, channel.tls_verify)
+    smtp = aiosmtplib.SMTP(
+        hostname=channel.host,
+        port=channel.port,
+        timeout=channel.timeout,
+        local_hostname=channel.helo,
+        use_tls=channel.security == "tls",
+        start_tls=False,
+        tls_context=context,
+    )
+    try:
+        await smtp.connect()
+        await smtp.ehlo()
+        if channel.security == "starttls":
+            if not smtp.supports_extension("starttls"):
+                return fail(
+                    name,
+                    f"{where} does not offer STARTTLS",
+                    'use security = "tls" (port 465), or a server that offers STARTTLS',
+                )
+            await smtp.starttls(tls_context=context)
+            await smtp.ehlo()
+        if channel.username is not None:
+            offered = set(smtp.supported_auth_methods)
+            if not offered & {"plain", "login", "cram-md5"}:
+                return fail(
+                    name,
+                    f"{where} offers no AUTH PLAIN, LOGIN or CRAM-MD5 "
+                    f"(offered: {', '.join(sorted(offered)) or 'none'})",
+                    'remove username/password, or use security = "starttls"/"tls"',
+                )
+    except Exception as exc:
+        cert = _cert_error(exc)
+        if cert is not None:
+            return _untrusted(channel.name, where, cert)
+        if isinstance(exc, (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError)):
+            return fail(
+                name,
+                f"{where} did not answer within {channel.timeout:g}s",
+                "check that the server is up and not firewalled (DROP)",
+            )
+        return _unreachable(channel.name, where, exc)
+    finally:
+        if smtp.is_connected:
+            try:
+                await asyncio.wait_for(smtp.quit(), 2)
+            except Exception:
+                smtp.close()
+    return _tls_verdict(
+        name,
+        channel.security != "none",
+        channel.tls_verify,
+        channel.host,
+        f"{where}: EHLO ok, {channel.security.upper()} handshake verified",
+    )
+
+
+def _tls_verdict(name: str, tls: bool, verify: bool, host: str, detail: str) -> Finding:
+    if tls and not verify:
+        return warn(
+            name,
+            detail.replace("verified", "NOT verified (tls_verify = false)"),
+            "remove tls_verify = false and set ca_file to the server's CA",
+        )
+    if not tls and not _loopback(host):
+        return warn(
+            name,
+            detail + " (plain text: no TLS)",
+            'use security = "starttls" or https://: the network can read every alert',
+        )
+    return ok(name, detail)
+
+
+def endpoints(channel: Any) -> list[str]:
+    """The URLs an HTTP channel posts to (Secrets revealed here, never printed)."""
+    found: list[str] = []
+    for attr in ("url", "urls", "api_url"):
+        value = getattr(channel, attr, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, Secret):
+                v = v.reveal()
+            if isinstance(v, str) and v:
+                found.append(v)
+    return found
+
+
+def _http_context(channel: Any) -> ssl.SSLContext:
+    http = channel.http
+    if http.ca_file is not None:
+        return ssl.create_default_context(cafile=str(http.ca_file))
+    context = ssl.create_default_context()
+    try:
+        import certifi
+
+        context.load_verify_locations(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - httpx depends on certifi
+        pass
+    return context
+
+
+async def probe_http(channel: Any) -> list[Finding]:
+    from ha_notify.channels.http import origin
+
+    name = f"channel {channel.name}"
+    urls = endpoints(channel)
+    if not urls:
+        return [warn(name, "no URL to probe for this channel type", "use doctor --send")]
+    timeout = float(getattr(channel.http, "timeout", DEFAULT_TIMEOUT))
+    verify = bool(channel.http.tls_verify)
+    found = []
+    for url in urls:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        where = origin(url)
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        context: Optional[ssl.SSLContext] = None
+        if tls:
+            context = _http_context(channel)
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=context, server_hostname=host if tls else None
+                ),
+                timeout,
+            )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+        except asyncio.TimeoutError:
+            found.append(
+                fail(
+                    name,
+                    f"{where} did not answer within {timeout:g}s",
+                    "check that the server is up and not firewalled",
+                )
+            )
+            continue
+        except Exception as exc:
+            cert = _cert_error(exc)
+            found.append(
+                _untrusted(channel.name, where, cert)
+                if cert is not None
+                else _unreachable(channel.name, where, exc)
+            )
+            continue
+        what = "TLS handshake verified" if tls else "TCP connection"
+        found.append(_tls_verdict(name, tls, verify, host, f"{where}: {what} (nothing sent)"))
+    return found
+
+
+async def _probe(channel: Any) -> list[Finding]:
+    from ha_notify.channels.email import EmailChannel
+
+    if isinstance(channel, EmailChannel):
+        return [await probe_smtp(channel)]
+    if hasattr(channel, "http"):
+        return await probe_http(channel)
+    return [
+        warn(
+            f"channel {channel.name}",
+            "this channel type cannot be probed",
+            "use doctor --send to really send a test",
+        )
+    ]
+
+
+def channel_findings(env: Environment, *, send: bool) -> list[Finding]:
+    """One line per channel (or per URL), and with ``send`` one line per test sent."""
+    usable = {n: c for n, c in env.channels.items() if not isinstance(c, Exception)}
+    found: list[Finding] = []
+    for name in env.channels:
+        if name not in usable:
+            found.append(
+                fail(
+                    f"channel {name}",
+                    "not checked: its configuration is invalid",
+                    "see the config line above",
+                )
+            )
+
+    async def every() -> list[list[Finding]]:
+        return list(await asyncio.gather(*(_probe(c) for c in usable.values())))
+
+    if usable:
+        for findings in asyncio.run(every()):
+            found += findings
+    if send and env.config is not None and usable:
+        found += _send(env)
+    return found
+
+
+def _send(env: Environment) -> list[Finding]:
+    from ha_notify.notify import Notifier
+
+    assert env.config is not None
+    results = Notifier(env.config).test(None)
+    found = []
+    for name, result in results.items():
+        if result == "ok":
+            found.append(ok(f"send {name}", "test notification delivered"))
+        else:
+            found.append(
+                fail(
+                    f"send {name}",
+                    result.removeprefix("FAILED: "),
+                    f"fix [channels.{name}], then: ha-notify test --channel {name}",
+                )
+            )
+    return found
