@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import aiosmtplib
 
+from ha_notify import tls
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 
 if TYPE_CHECKING:
@@ -35,14 +36,6 @@ def message_id(event: Event) -> str:
     """Fixed when the event is created, so a retry resends the very same message."""
     domain = re.sub(r"[^A-Za-z0-9.-]+", "-", event.node.fqdn).strip("-.") or "localhost"
     return f"<{event.id}@{domain}>"
-
-
-def tls_context(ca_file: Optional[str], verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class EmailChannel:
@@ -117,7 +110,7 @@ class EmailChannel:
             kwargs.update(
                 use_tls=self.security == "tls",
                 start_tls=self.security == "starttls",
-                tls_context=tls_context(self.ca_file, self.tls_verify),
+                tls_context=tls.context(self.ca_file, self.tls_verify),
             )
         return aiosmtplib.SMTP(**kwargs)
 
@@ -179,11 +172,7 @@ class EmailChannel:
                 f"{where} answered {exc.code} {exc.message}", retryable=exc.code < 500
             ) from exc
         except ssl.SSLCertVerificationError as exc:
-            raise ChannelError(
-                f"{where}: TLS certificate not trusted ({exc.verify_message}); set ca_file to "
-                "the CA that signed it, or fix the server's certificate",
-                retryable=False,
-            ) from exc
+            raise ChannelError(tls.untrusted(where, exc), retryable=False) from exc
         except aiosmtplib.SMTPException as exc:
             text = str(exc)
             if "STARTTLS" in text:
@@ -193,13 +182,9 @@ class EmailChannel:
                     "trusted network)",
                     retryable=False,
                 ) from exc
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, ssl.SSLCertVerificationError):
-                raise ChannelError(
-                    f"{where}: TLS certificate not trusted ({cause.verify_message}); set "
-                    "ca_file to the CA that signed it, or fix the server's certificate",
-                    retryable=False,
-                ) from exc
+            cert = tls.cert_error(exc)
+            if cert is not None:
+                raise ChannelError(tls.untrusted(where, cert), retryable=False) from exc
             raise ChannelError(f"{where}: {text}") from exc
         except OSError as exc:
             raise ChannelError(f"{where}: {exc.strerror or exc}") from exc

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ha_notify import __version__
+from ha_notify import __version__, tls
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 from ha_notify.event import clean
 
@@ -180,15 +180,6 @@ class Reply:
         raise ChannelError(said, retryable=not client_error)
 
 
-def _cert_error(exc: BaseException) -> Optional[ssl.SSLCertVerificationError]:
-    seen: Optional[BaseException] = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 class Http:
     """One channel's HTTP settings (``timeout``, ``ca_file``, ``tls_verify``) and its POST."""
 
@@ -205,14 +196,7 @@ class Http:
         if not self.tls_verify:
             return False
         if self._context is None:
-            import certifi
-
-            # The system's CAs and certifi's, or exactly the private CA named by ca_file.
-            if self.ca_file is not None:
-                self._context = ssl.create_default_context(cafile=str(self.ca_file))
-            else:
-                self._context = ssl.create_default_context()
-                self._context.load_verify_locations(cafile=certifi.where())
+            self._context = tls.context(self.ca_file)
         return self._context
 
     async def post(
@@ -237,14 +221,9 @@ class Http:
                 retryable=False,
             ) from None
         except httpx.TransportError as exc:
-            cert = _cert_error(exc)
+            cert = tls.cert_error(exc)
             if cert is not None:
-                raise ChannelError(
-                    f"{where}: TLS certificate not trusted ({cert.verify_message}); set "
-                    'ca_file = "/path/to/ca.pem" to the CA that signed it, or fix the '
-                    "server's certificate",
-                    retryable=False,
-                ) from exc
+                raise ChannelError(tls.untrusted(where, cert), retryable=False) from exc
             reason = str(exc) or type(exc).__name__
             raise ChannelError(f"{where}: cannot connect or send: {reason}") from exc
 

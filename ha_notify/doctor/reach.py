@@ -15,6 +15,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
+from ha_notify import tls
 from ha_notify.config import Secret
 from ha_notify.doctor import Finding, fail, ok, warn
 
@@ -32,23 +33,11 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _cert_error(exc: BaseException) -> Optional[ssl.SSLCertVerificationError]:
-    seen: Optional[BaseException] = exc
-    for _ in range(10):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _untrusted(name: str, where: str, cert: ssl.SSLCertVerificationError) -> Finding:
+    message = tls.untrusted(where, cert)
+    detail, _, fix = message.partition("; ")
     return fail(
-        f"channel {name}",
-        f"{where}: TLS certificate not trusted ({cert.verify_message})",
-        f'set ca_file = "/path/to/ca.pem" in [channels.{name}] to the CA that signed it, or '
-        "fix the server's certificate",
+        f"channel {name}", detail, fix.replace("ca_file", f"ca_file in [channels.{name}]", 1)
     )
 
 
@@ -65,11 +54,9 @@ def _unreachable(name: str, where: str, exc: BaseException) -> Finding:
 async def probe_smtp(channel: EmailChannel) -> Finding:
     import aiosmtplib
 
-    from ha_notify.channels.email import tls_context
-
     name = f"channel {channel.name}"
     where = f"SMTP {channel.host}:{channel.port}"
-    context = tls_context(channel.ca_file, channel.tls_verify)
+    context = tls.context(channel.ca_file, channel.tls_verify)
     smtp = aiosmtplib.SMTP(
         hostname=channel.host,
         port=channel.port,
@@ -101,7 +88,7 @@ async def probe_smtp(channel: EmailChannel) -> Finding:
                     'remove username/password, or use security = "starttls"/"tls"',
                 )
     except Exception as exc:
-        cert = _cert_error(exc)
+        cert = tls.cert_error(exc)
         if cert is not None:
             return _untrusted(channel.name, where, cert)
         if isinstance(exc, (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError)):
@@ -156,20 +143,6 @@ def endpoints(channel: Any) -> list[str]:
     return found
 
 
-def _http_context(channel: Any) -> ssl.SSLContext:
-    http = channel.http
-    if http.ca_file is not None:
-        return ssl.create_default_context(cafile=str(http.ca_file))
-    context = ssl.create_default_context()
-    try:
-        import certifi
-
-        context.load_verify_locations(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - httpx depends on certifi
-        pass
-    return context
-
-
 async def probe_http(channel: Any) -> list[Finding]:
     from ha_notify.channels.http import origin
 
@@ -184,18 +157,18 @@ async def probe_http(channel: Any) -> list[Finding]:
         parts = urlsplit(url)
         host = parts.hostname or ""
         where = origin(url)
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
+        use_tls = parts.scheme == "https"
+        port = parts.port or (443 if use_tls else 80)
         context: Optional[ssl.SSLContext] = None
-        if tls:
-            context = _http_context(channel)
+        if use_tls:
+            context = tls.context(channel.http.ca_file)
             if not verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(
-                    host, port, ssl=context, server_hostname=host if tls else None
+                    host, port, ssl=context, server_hostname=host if use_tls else None
                 ),
                 timeout,
             )
@@ -212,15 +185,15 @@ async def probe_http(channel: Any) -> list[Finding]:
             )
             continue
         except Exception as exc:
-            cert = _cert_error(exc)
+            cert = tls.cert_error(exc)
             found.append(
                 _untrusted(channel.name, where, cert)
                 if cert is not None
                 else _unreachable(channel.name, where, exc)
             )
             continue
-        what = "TLS handshake verified" if tls else "TCP connection"
-        found.append(_tls_verdict(name, tls, verify, host, f"{where}: {what} (nothing sent)"))
+        what = "TLS handshake verified" if use_tls else "TCP connection"
+        found.append(_tls_verdict(name, use_tls, verify, host, f"{where}: {what} (nothing sent)"))
     return found
 
 
