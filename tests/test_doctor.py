@@ -8,6 +8,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,16 +369,29 @@ def test_real_console_script_chain_passes() -> None:
     assert access.script_unsafe(BIN) is None
 
 
-def test_script_user_cannot_run_interpreter(
-    tmp_path: Path, write_config: WriteConfig, cli: Cli
-) -> None:
+def test_script_user_cannot_run_interpreter(write_config: WriteConfig, cli: Cli) -> None:
     """A script user who cannot reach the script's interpreter is a fail line."""
-    target = Path(os.path.realpath(BIN.parent / "python3"))
-    if access.reach(target, NOBODY, access.X) is None:
-        pytest.skip("nobody can run this Python")
-    conf = keepalived_conf(tmp_path, instance(f'notify "{BIN} notify"'), head="script_user nobody")
-    _, findings = doctor(cli, "-c", write_config(), "--keepalived-config", conf)
-    assert any("nobody cannot run" in f["detail"] for f in failing(findings))
+    # pytest's tmp_path is 0700, so build a world-traversable tree with a private interpreter.
+    root = Path(tempfile.mkdtemp(prefix="ha-notify-doctor-"))
+    try:
+        root.chmod(0o755)
+        (root / "private").mkdir(mode=0o700)
+        interpreter = root / "private" / "python3"
+        interpreter.symlink_to(os.path.realpath(sys.executable))
+        (root / "bin").mkdir(mode=0o755)
+        script = root / "bin" / "ha-notify"
+        script.write_text(f"#!{interpreter}\nprint('hi')\n")
+        script.chmod(0o755)
+        conf = keepalived_conf(
+            root, instance(f'notify "{script} notify"'), head="script_user nobody"
+        )
+        _, findings = doctor(cli, "-c", write_config(), "--keepalived-config", conf)
+        assert any(
+            "nobody cannot run" in f["detail"] and "its interpreter" in f["detail"]
+            for f in failing(findings)
+        )
+    finally:
+        shutil.rmtree(root)
 
 
 def test_missing_keepalived_conf_fails(tmp_path: Path, write_config: WriteConfig, cli: Cli) -> None:
