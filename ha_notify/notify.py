@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
@@ -24,6 +25,18 @@ from ha_notify.summary import haproxy_summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT until the block ends: keepalived may SIGTERM a notify script,
+    and by then the event must be in the spool. A signal that came meanwhile acts after."""
+    deferred = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, deferred)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass(frozen=True)
@@ -181,7 +194,8 @@ class Notifier:
     def notify(self, req: Request) -> ExitCode:
         """Record, spool, deliver: the whole of ``ha-notify master`` and friends."""
         try:
-            mine = self.record(req)
+            with signals_deferred():
+                mine = self.record(req)
         except SpoolError as exc:
             return self.send_without_spool(req, exc)
         if not mine:

@@ -241,3 +241,36 @@ def test_keepalived_umask_keeps_spool_usable(
     assert "Sending directly" not in proc.stderr
     assert len(smtp.messages) == 1
     assert (tmp_path / "state" / "spool" / "pending").is_dir()
+
+
+def test_sigterm_before_spooling_still_spools(
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A SIGTERM that arrives before the event is on disk waits until it is spooled."""
+    import fcntl
+
+    cfg = write_config({"mail": mail_channel(smtp.port)})
+    state = tmp_path / "state"
+    state.mkdir()
+    lock = state / "state.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the notify will wait for this, mid-record
+        proc = subprocess.Popen(
+            [str(BIN), "fault", "-c", str(cfg), "-i", "VI_1"],
+            env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+        )
+
+        def waiting_on_lock() -> bool:
+            fds = Path(f"/proc/{proc.pid}/fd")
+            try:
+                return any(os.readlink(fd) == str(lock) for fd in fds.iterdir())
+            except OSError:
+                return False
+
+        wait_for(waiting_on_lock, "the notify to reach the state lock")
+        proc.send_signal(signal.SIGTERM)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    proc.wait(60)
+    stored = json.loads((state / "state.json").read_text())
+    assert stored["INSTANCE:VI_1"]["state"] == "fault"
+    assert len(pending(state)) + len(smtp.messages) == 1  # spooled (or already sent)
