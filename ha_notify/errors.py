@@ -55,3 +55,15 @@ class ChannelTimeoutError(ChannelError, TimeoutError):
 
 class CheckError(HaNotifyError):
     """A health check could not run as configured (not: the service is unhealthy)."""
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    """The one mapping from an error to an exit code, shared by every entry point.
+
+    Usage and configuration mistakes are 2 (nothing was sent, the message says what to fix);
+    everything else -- a spool that cannot be written, a template, a channel, an OS error --
+    is 1.
+    """
+    if isinstance(exc, (UsageError, ConfigError, CheckError)):
+        return ExitCode.USAGE
+    return ExitCode.FAILED

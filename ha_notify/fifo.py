@@ -103,7 +103,9 @@ class FifoServer:
     def deliver(self, due_only: bool) -> None:
         n = self.notifier
         n.started = time.monotonic()
-        n.run(dispatch.flush(n.spool, n.channels, dispatch.Outcome(), due_only=due_only))
+        flush = dispatch.flush(n.spool, n.channels, dispatch.Outcome(), due_only=due_only)
+        # A SIGTERM during delivery cancels it (the rest stays spooled) and starts the grace.
+        n.run(flush, on_signal=lambda sig: self._on_term(sig, None))
 
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

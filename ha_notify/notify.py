@@ -10,9 +10,9 @@ import sys
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
-from ha_notify import dispatch, node
+from ha_notify import aio, dispatch, node
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
 from ha_notify.dispatch import Built, Outcome
@@ -103,35 +103,25 @@ class Notifier:
         """The channels whose ``states`` filter lets this event through (tests go to all)."""
         return [c.name for c in self.config.channels if event.is_test or c.wants(event.state)]
 
-    def run(self, coro: Awaitable[T]) -> Optional[T]:
+    def run(
+        self, coro: Awaitable[T], on_signal: Optional[Callable[[int], None]] = None
+    ) -> Optional[T]:
         """Run ``coro`` within what is left of the deadline; SIGTERM cancels it cleanly.
 
         Returns None when the deadline or a signal cut it short: what was not sent is in
         the spool already.
         """
-
-        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-        async def bounded() -> Optional[T]:
-            task = asyncio.ensure_future(coro)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, task.cancel)
-            try:
-                return await asyncio.wait_for(task, self.remaining())
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                log.warning("stopped before every delivery finished; the rest stays spooled")
-                return None
-
-        try:
-            return asyncio.run(bounded())
-        finally:
-            for sig, handler in saved.items():  # asyncio leaves SIG_DFL behind
-                signal.signal(sig, handler)
+        result = aio.run_bounded(coro, self.remaining(), on_signal)
+        if result is None:
+            log.warning("stopped before every delivery finished; the rest stays spooled")
+        return result
 
     def settle_flapping(self) -> list[Event]:
         """Spool a "stable again" event for every instance whose flapping has ended."""
+        if not self.store.any_flapping():
+            return []
         facts = self.node()
+        summary = haproxy_summary(self.config.checks)
 
         def spool_it(s: Settled) -> Event:
             kind, _, name = s.key.partition(":")
@@ -141,12 +131,13 @@ class Notifier:
                 seq=s.seq,
                 subject=STABLE,
                 transitions=s.transitions,
+                haproxy=summary,
             )
             self.spool.add(event, self.wanted(event))
             log.warning("%s is stable again in state %s", s.key, s.state.upper())
             return event
 
-        return self.store.settle(spool_it)
+        return self.store.settle(spool_it, timeout=self.remaining())
 
     def record(self, req: Request) -> list[Delivery]:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
@@ -168,7 +159,7 @@ class Notifier:
             )
             return self.spool.add(event, self.wanted(event))
 
-        rec, mine = self.store.record(key, req.state, spool_it)
+        rec, mine = self.store.record(key, req.state, spool_it, timeout=self.remaining())
         level = logging.WARNING if req.state in ("fault", "stop") else logging.INFO
         log.log(
             level,
@@ -193,16 +184,19 @@ class Notifier:
 
     def notify(self, req: Request) -> ExitCode:
         """Record, spool, deliver: the whole of ``ha-notify master`` and friends."""
-        try:
-            with signals_deferred():
+        # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.
+        with signals_deferred():
+            try:
                 mine = self.record(req)
-        except SpoolError as exc:
-            return self.send_without_spool(req, exc)
-        if not mine:
-            return ExitCode.OK
-        outcome = Outcome()
-        self.run(dispatch.flush(self.spool, self.channels, outcome))
-        return self._verdict(mine, outcome)
+            except SpoolError as exc:
+                return self.send_without_spool(req, exc)
+            outcome = Outcome()
+            if self.config.channels:
+                # Older pending deliveries go too; only those due when this event made none
+                # (no channel wants this state, or it was folded into a flapping summary).
+                flush = dispatch.flush(self.spool, self.channels, outcome, due_only=not mine)
+                self.run(flush)
+            return self._verdict(mine, outcome)
 
     def _verdict(self, mine: list[Delivery], outcome: Outcome) -> ExitCode:
         """0 when each of this event's deliveries was sent or safely spooled, else 1."""

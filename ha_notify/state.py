@@ -83,7 +83,12 @@ class StateStore:
         return self._read()
 
     def record(
-        self, key: str, state: str, then: Callable[[Recorded], T], now: Optional[float] = None
+        self,
+        key: str,
+        state: str,
+        then: Callable[[Recorded], T],
+        now: Optional[float] = None,
+        timeout: Optional[float] = None,
     ) -> tuple[Recorded, T]:
         """Record ``state`` for ``key`` and run ``then`` (spooling) under the same lock.
 
@@ -93,7 +98,12 @@ class StateStore:
         now = time.time() if now is None else now
         self._ensure()
         try:
-            with locked(self.lock):
+            with locked(self.lock, timeout) as got:
+                if not got:
+                    raise SpoolError(
+                        f"state_dir {self.dir}: {self.lock.name} is held by another "
+                        f"process (waited {timeout:g}s)"
+                    )
                 data = self._read()
                 entry = data.setdefault(key, {})
                 previous = entry.get("state")
@@ -117,23 +127,38 @@ class StateStore:
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot record state: {exc}") from exc
 
-    def settle(self, then: Callable[[Settled], T], now: Optional[float] = None) -> list[T]:
+    def any_flapping(self) -> bool:
+        """Whether any instance is flapping now (a lock-free read: a hint, not a decision)."""
+        return any(e.get("flapping_since") is not None for e in self._read().values())
+
+    def settle(
+        self,
+        then: Callable[[Settled], T],
+        now: Optional[float] = None,
+        timeout: Optional[float] = None,
+    ) -> list[T]:
         """End flapping for instances quiet for a whole window; ``then`` spools each summary."""
         now = time.time() if now is None else now
         if not self.file.exists():
             return []
         settled: list[T] = []
-        with locked(self.lock):
-            data = self._read()
-            for key, entry in data.items():
-                if entry.get("flapping_since") is None:
-                    continue
-                if now - float(entry.get("since", now)) < self.flap_window:
-                    continue
-                rows = entry.pop("flap_rows", [])
-                entry["flapping_since"] = None
-                entry["seq"] = int(entry.get("seq", 0)) + 1
-                settled.append(then(Settled(key, entry["state"], entry["seq"], _transitions(rows))))
-            if settled:
-                self._write(data)
+        try:
+            with locked(self.lock, timeout) as got:
+                if not got:
+                    return settled  # someone else holds the store; the next run settles
+                data = self._read()
+                for key, entry in data.items():
+                    if entry.get("flapping_since") is None:
+                        continue
+                    if now - float(entry.get("since", now)) < self.flap_window:
+                        continue
+                    rows = entry.pop("flap_rows", [])
+                    entry["flapping_since"] = None
+                    entry["seq"] = int(entry.get("seq", 0)) + 1
+                    quiet = Settled(key, entry["state"], entry["seq"], _transitions(rows))
+                    settled.append(then(quiet))
+                if settled:
+                    self._write(data)
+        except OSError as exc:
+            raise SpoolError(f"state_dir {self.dir}: cannot settle flapping: {exc}") from exc
         return settled

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import BIN, WriteConfig, mail_channel, run_bin
 from tests.smtp_server import SilentServer, SMTPServer
@@ -274,3 +279,75 @@ def test_sigterm_before_spooling_still_spools(
     stored = json.loads((state / "state.json").read_text())
     assert stored["INSTANCE:VI_1"]["state"] == "fault"
     assert len(pending(state)) + len(smtp.messages) == 1  # spooled (or already sent)
+
+
+@pytest.fixture
+def hung_resolver_ns() -> Iterator[str]:
+    """A network namespace whose resolv.conf points at a DNS server that never answers."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 for a network namespace")
+    name = f"hanotify-dns-{os.getpid()}"
+    etc = Path("/etc/netns") / name
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    listener = None
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        etc.mkdir(parents=True)
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:5\n")
+        code = (
+            "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('127.0.0.1', 53)); print('ready', flush=True); time.sleep(3600)"
+        )
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        yield name
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.communicate()
+        shutil.rmtree(etc, ignore_errors=True)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.mark.root
+def test_hung_resolver_cannot_hold_past_deadline(
+    hung_resolver_ns: str, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A resolver that never answers (2.5 min with these options) cannot hold the notify."""
+    cfg = write_config({"mail": mail_channel(25, host="mail.corp.example")}, deadline=2)
+    proc = subprocess.run(
+        ["ip", "netns", "exec", hung_resolver_ns, str(BIN), "fault", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    files = pending(tmp_path / "state")
+    assert len(files) == 1 and "deadline" in json.loads(files[0].read_text())["last_error"]
+
+
+@pytest.mark.root
+def test_sigterm_works_while_resolving(
+    hung_resolver_ns: str, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """SIGTERM ends a notify stuck in a hung name lookup, the event staying spooled."""
+    cfg = write_config({"mail": mail_channel(25, host="mail.corp.example")}, deadline=600)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", hung_resolver_ns, str(BIN), "fault", "-c", str(cfg)],
+        env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        wait_for(lambda: pending(tmp_path / "state"), "the event spooled")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert len(pending(tmp_path / "state")) == 1

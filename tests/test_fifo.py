@@ -167,3 +167,27 @@ def test_new_reader_waits_for_old_one(tmp_path: Path, write_config: WriteConfig)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=60)
+
+
+def test_sigterm_during_delivery_stops_the_reader(
+    silent_server,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    write_config: WriteConfig,
+) -> None:
+    """A SIGTERM while a delivery hangs cancels it, keeps it spooled, and ends the reader."""
+    cfg = write_config({"mail": mail_channel(silent_server.port, timeout=60)}, deadline=60)
+    fifo = tmp_path / "notify.fifo"
+    os.mkfifo(fifo)
+    reader = start_reader(fifo, cfg)
+    try:
+        with open(fifo, "w") as writer:
+            writer.write('INSTANCE "VI_1" MASTER 100\n')
+        wait_for(lambda: silent_server.conns, "the reader connecting to the hung server")
+        reader.send_signal(signal.SIGTERM)
+        assert reader.wait(60) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+        reader.communicate()
+    pending = list((tmp_path / "state" / "spool" / "pending").glob("*.json"))
+    assert len(pending) == 1

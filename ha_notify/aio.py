@@ -1,0 +1,91 @@
+"""Running the async part of a command within a hard deadline.
+
+``asyncio.run`` waits for the default executor's threads when it finishes, and aiosmtplib
+and httpx resolve host names in those threads: a hung resolver would hold a notify long past
+its deadline, deaf to SIGTERM. Here every executor job runs in a daemon thread that nobody
+waits for, so the deadline is a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import threading
+from collections.abc import Awaitable
+from typing import Any, Callable, Optional, TypeVar
+
+T = TypeVar("T")
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """One daemon thread per job, never joined (asyncio insists on a ThreadPoolExecutor)."""
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        del wait, cancel_futures  # nothing to wait for, by design
+
+
+def run_bounded(
+    coro: Awaitable[T], timeout: float, on_signal: Optional[Callable[[int], None]] = None
+) -> Optional[T]:
+    """Run ``coro`` for at most ``timeout`` seconds; SIGTERM/SIGINT cancel it.
+
+    Returns None when the timeout or a signal cut it short. ``on_signal`` also hears about
+    the signal (the FIFO reader stops after it). The signal handlers in place before are
+    restored afterwards.
+    """
+    saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(DaemonExecutor())
+    task = loop.create_task(_as_coroutine(coro))
+
+    def interrupted(sig: int) -> None:
+        task.cancel()
+        if on_signal is not None:
+            on_signal(sig)
+
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, interrupted, sig)
+    # A caller may hold these signals (until its event was spooled): with the handlers in
+    # place they can come now, and one that is already pending cancels at once.
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(task, timeout))
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        return None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+        leftovers = asyncio.all_tasks(loop)
+        for left in leftovers:
+            left.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
