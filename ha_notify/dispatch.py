@@ -17,6 +17,7 @@ from typing import Union
 
 from ha_notify.channels import Channel
 from ha_notify.errors import ChannelError, ConfigError
+from ha_notify.fsutil import open_lock
 from ha_notify.spool import Delivery, Spool
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Outcome:
 
 async def _lock(spool: Spool, group: tuple[str, str]) -> int:
     """Wait (cancellably) for the group's flock; returns the fd that holds it."""
-    fd = os.open(spool.lock_path(group), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_lock(spool.lock_path(group))
     try:
         while True:
             try:

@@ -25,7 +25,7 @@ from ha_notify import dispatch
 from ha_notify.config import Config
 from ha_notify.errors import ExitCode, SpoolError, UsageError
 from ha_notify.event import parse_fifo_line
-from ha_notify.fsutil import locked
+from ha_notify.fsutil import locked, make_dirs
 from ha_notify.notify import Notifier, Request
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def serve(path: Path, config: Config) -> int:
     """Run the FIFO reader until SIGTERM (plus grace); one reader per FIFO at a time."""
     lock_dir = config.general.state_dir
     try:
-        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_dirs(lock_dir)
     except OSError as exc:
         raise SpoolError(f"state_dir {lock_dir}: cannot create it: {exc.strerror}") from exc
     digest = hashlib.sha1(str(path.absolute()).encode()).hexdigest()[:12]

@@ -1,4 +1,9 @@
-"""Crash-safe file writes and advisory locks shared by the state store and the spool."""
+"""Crash-safe file writes, folders and advisory locks shared by the state store and the spool.
+
+Ownership: keepalived runs ha-notify as its script user, and an operator sometimes runs it by
+hand as root. Everything root creates here takes the owner of the folder it is created in,
+so a manual run never leaves files that the script user cannot open.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,53 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
+
+
+def _adopt(target: Union[int, str, Path], folder: Path) -> None:
+    """As root, give ``target`` (a path or an open fd) the owner of ``folder``."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(folder)
+    if st.st_uid == 0 and st.st_gid == 0:
+        return
+    if isinstance(target, int):
+        os.fchown(target, st.st_uid, st.st_gid)
+    else:
+        os.chown(target, st.st_uid, st.st_gid)
+
+
+def make_dirs(*folders: Path) -> None:
+    """Create private folders (0700 whatever the umask), each owned like its parent."""
+    for folder in folders:
+        missing = []
+        at = folder
+        while not at.exists():
+            missing.append(at)
+            at = at.parent
+        for new in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                new.mkdir(mode=0o700)
+                os.chmod(new, 0o700)
+                _adopt(new, new.parent)
+
+
+def open_lock(path: Path) -> int:
+    """Open (creating, owned like its folder) a lock file; the caller flocks and closes it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _adopt(fd, path.parent)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def atomic_write(path: Path, text: str) -> None:
     """Write, fsync, rename, fsync the folder: a reader sees the old file or the new one."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
+        _adopt(fd, path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -40,7 +85,7 @@ def locked(path: Path, timeout: Optional[float] = None) -> Iterator[bool]:
     ``timeout=None`` waits as long as it takes; the lock dies with the process, so a killed
     holder never leaves it behind.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_lock(path)
     try:
         if timeout is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -60,14 +105,3 @@ def locked(path: Path, timeout: Optional[float] = None) -> Iterator[bool]:
         yield got
     finally:
         os.close(fd)
-
-
-def try_lock(path: Path) -> Optional[int]:
-    """Take an exclusive flock without waiting; the open fd, or None if someone holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write
+from ha_notify.fsutil import atomic_write, make_dirs
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE = 30.0  # seconds before the first retry
@@ -75,8 +75,7 @@ class Spool:
 
     def ensure(self) -> None:
         try:
-            for folder in (self.pending, self.dead, self.locks):
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_dirs(self.pending, self.dead, self.locks)
         except OSError as exc:
             raise SpoolError(f"spool {self.root}: cannot create it: {exc.strerror}") from exc
 
@@ -189,7 +188,7 @@ class Spool:
 
     def _move(self, source: Path, target: Path) -> None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(target.parent)
             os.replace(source, target)
         except OSError as exc:
             log.error("cannot move %s to %s: %s", source, target, exc)

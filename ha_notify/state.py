@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ha_notify.errors import SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Transition
-from ha_notify.fsutil import atomic_write, locked
+from ha_notify.fsutil import atomic_write, locked, make_dirs
 
 log = logging.getLogger(__name__)
 SUPPRESSED = "suppressed"  # recorded, summarised later; no message of its own
@@ -59,8 +59,10 @@ class StateStore:
         self.flap_window = flap_window
 
     def _ensure(self) -> None:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise SpoolError(f"state_dir {self.dir} is not a directory")
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_dirs(self.dir)
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot create it: {exc.strerror}") from exc
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -351,3 +352,50 @@ def test_sigterm_works_while_resolving(
             proc.kill()
             proc.wait()
     assert len(pending(tmp_path / "state")) == 1
+
+
+@pytest.mark.root
+def test_root_run_keeps_files_usable_for_script_user(
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A manual run as root leaves every file owned by state_dir's owner (the script user)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    world = Path(tempfile.mkdtemp(prefix="ha-notify-owner-"))  # tmp_path is 0700 root
+    try:
+        world.chmod(0o755)
+        state = world / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        cfg = write_config({"mail": mail_channel(smtp.port)}, state_dir=str(state))
+        cfg_copy = world / "config.toml"
+        shutil.copy(cfg, cfg_copy)
+        os.chown(cfg_copy, nobody.pw_uid, nobody.pw_gid)
+        assert run_bin("master", "-c", str(cfg_copy)).returncode == 0  # as root
+        strangers = [p for p in state.rglob("*") if p.stat().st_uid != nobody.pw_uid]
+        assert strangers == []
+        as_nobody = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={nobody.pw_uid}",
+                f"--regid={nobody.pw_gid}",
+                "--clear-groups",
+                str(BIN),
+                "backup",
+                "-c",
+                str(cfg_copy),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
+        )
+        assert as_nobody.returncode == 0, as_nobody.stderr
+        assert "Sending directly" not in as_nobody.stderr
+        assert [m.message["X-HA-Notify-State"] for m in smtp.messages] == ["MASTER", "BACKUP"]
+    finally:
+        shutil.rmtree(world)
