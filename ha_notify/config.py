@@ -121,6 +121,10 @@ class Table:
     def has(self, key: str) -> bool:
         return key in self._data
 
+    def items(self) -> list[tuple[str, Any]]:
+        """The raw keys and values, for ``config show`` (which masks secrets)."""
+        return list(self._data.items())
+
     def get_str(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
         expected = "one of " + ", ".join(repr(c) for c in choices) if choices else "a string"
         value = self._get(key, default, expected, lambda v: isinstance(v, str) and v != "")

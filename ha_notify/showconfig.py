@@ -7,27 +7,36 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ha_notify.config import Config
 
 MASK = "********"
 _SECRETISH = re.compile(r"(password|secret|token|api_key|key)$")
-_URL = re.compile(r"^(\w+://[^/?#]+)(.*)$")
+
+
+def mask_url(value: str) -> str:
+    """Only ``scheme://host[:port]`` of an http(s) URL survives; its user, path and query
+    often hold the token. Other schemes (apprise's ``tgram://TOKEN/...``) keep the scheme."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}/{MASK}"
+    return f"{parts.scheme}://{MASK}" if parts.scheme else MASK
 
 
 def mask(key: str, value: Any) -> Any:
-    """Hide secrets; a webhook URL keeps its host (its path and query are often the token)."""
+    """Hide secrets: secret-named keys, every header value, and the secret parts of URLs."""
     if key.endswith(("_file", "_env")):
         return value
     if _SECRETISH.search(key):
         return MASK
+    if key == "headers" and isinstance(value, dict):
+        return {name: MASK for name in value}
     if key in ("url", "urls"):
-        values = value if isinstance(value, list) else [value]
-        shown = []
-        for v in values:
-            m = _URL.match(str(v))
-            shown.append(f"{m.group(1)}/{MASK}" if m and m.group(2) not in ("", "/") else v)
-        return shown if isinstance(value, list) else shown[0]
+        if isinstance(value, list):
+            return [mask_url(str(v)) for v in value]
+        return mask_url(str(value))
     return value
 
 
@@ -58,7 +67,7 @@ def dump(config: Config) -> str:
     for ch in config.channels:
         lines += ["", f"[channels.{ch.name}]", f"type = {_toml(ch.type)}"]
         lines.append(f"states = {_toml(ch.states)}")
-        for key, value in ch.options._data.items():
+        for key, value in ch.options.items():
             if key not in ("type", "states"):
                 lines.append(f"{key} = {_toml(mask(key, value))}")
     plain = {k: v for k, v in config.checks.items() if not isinstance(v, dict)}

@@ -143,3 +143,34 @@ def test_rendered_templates_hold_no_secret(tmp_path: Path, write_config: WriteCo
     done = run_bin("render", "master", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     assert '"event_id"' in done.stdout and HOOK_SECRET not in done.stdout + done.stderr
+
+
+def test_config_show_masks_secrets_in_urls_and_headers(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """URL credentials, paths, headers and apprise tokens never reach `config show`."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[general]\nstate_dir = "{tmp_path / "state"}"\n'
+        '[channels.hook]\ntype = "webhook"\n'
+        'url = "https://user:URLPW456@hooks.example.com/T0/B0/URLTOKEN?k=QUERYKEY"\n'
+        'headers = { Authorization = "Bearer HDRTOKEN" }\n'
+        '[channels.am]\ntype = "alertmanager"\nurls = ["http://amuser:AMPASS@127.0.0.1:9093"]\n'
+        '[channels.more]\ntype = "apprise"\nurls = ["tgram://BOTTOKEN/CHATID"]\n'
+    )
+    path.chmod(0o600)
+    shown = cli("config", "show", "-c", path)
+    assert shown.code == 0, shown.err
+    for secret in (
+        "URLPW456",
+        "URLTOKEN",
+        "QUERYKEY",
+        "HDRTOKEN",
+        "AMPASS",
+        "amuser",
+        "BOTTOKEN",
+        "CHATID",
+    ):
+        assert secret not in shown.out
+    assert "https://hooks.example.com/********" in shown.out
+    assert "http://127.0.0.1:9093/********" in shown.out
+    assert "tgram://********" in shown.out
+    assert 'Authorization = "********"' in shown.out
