@@ -13,12 +13,21 @@ if TYPE_CHECKING:
     from typing import Optional
 
 
+NOTIFY_COMMANDS = ("master", "backup", "fault", "stop", "notify")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["check"] and not {"--help", "-h"} & set(args):
         from ha_notify.checks.runner import main as check_main
 
         sys.exit(check_main(args[1:]))
+    if args[:1] and args[0].lower() in NOTIFY_COMMANDS:
+        # keepalived may SIGTERM a notify script at any moment: hold the signal from the
+        # very start until the event is spooled (ha_notify.aio unblocks it then).
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     from ha_notify.cli import run
 
     sys.exit(run(args))

@@ -15,26 +15,24 @@ from ha_notify import log as logsetup
 from ha_notify.cli_check import check_app
 from ha_notify.cli_options import ConfigOpt
 from ha_notify.config import STATES, load
-from ha_notify.errors import (
-    ConfigError,
-    ExitCode,
-    HaNotifyError,
-    SpoolError,
-    TemplateError,
-    UsageError,
-)
+from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
 from ha_notify.notify import Notifier, Request
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="ha-notify",
-    help="Failover notifications and health checks for HAProxy + keepalived pairs.",
+    help="Failover notifications and health checks for HAProxy + keepalived pairs. "
+    "Add --verbose anywhere (except to check) to log to stderr too.",
+    context_settings=HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-config_app = typer.Typer(help="Validate or show the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Validate or show the configuration.", no_args_is_help=True, context_settings=HELP
+)
 app.add_typer(config_app, name="config")
 app.add_typer(check_app, name="check")
 log = logging.getLogger("ha_notify.cli")
@@ -60,10 +58,11 @@ def _notify(
         # Say loudly which failover went unreported, not only what to fix.
         what = f"{kind} {instance or '(default instance)'} {parsed.upper()}"
         raise ConfigError(f"{exc} -- the {what} event was NOT sent") from exc
-    req = Request(parsed, parse_name(instance or cfg.general.instance), kind, priority)
+    name = parse_name(instance) if instance is not None else cfg.general.instance
+    req = Request(parsed, name, kind, priority)
     notifier = Notifier(cfg)
     if dry_run:
-        _print_rendered(notifier, notifier.make_event(req), None)
+        _print_rendered(notifier, notifier.preview(req), None)
         return ExitCode.OK
     return notifier.notify(req)
 
@@ -179,8 +178,8 @@ def render(
     """Print exactly what would be sent for STATE; send nothing, record nothing."""
     cfg = load(config)
     notifier = Notifier(cfg)
-    req = Request(parse_state(state), parse_name(instance or cfg.general.instance))
-    _print_rendered(notifier, notifier.make_event(req, previous="backup", seq=1), channel)
+    name = parse_name(instance) if instance is not None else cfg.general.instance
+    _print_rendered(notifier, notifier.preview(Request(parse_state(state), name)), channel)
     return ExitCode.OK
 
 
@@ -195,9 +194,6 @@ def config_check(config: Optional[str] = ConfigOpt) -> int:
     if cfg.path is None:
         print("no config file found; ha-notify will only log and record states")
         return ExitCode.OK
-    from ha_notify.checks.settings import validate
-
-    validate(cfg.checks, str(cfg.path))
     renderer = Renderer(cfg.general.language, cfg.general.templates_dir)
     for ch in cfg.channels:
         build(ch, ChannelContext(renderer, cfg.general))
@@ -276,16 +272,19 @@ def run(args: list[str]) -> int:
         return int(exc.exit_code)
     except typer.Abort:
         return 130
-    except (TemplateError, SpoolError) as exc:
-        logsetup.error(str(exc))
-        return ExitCode.FAILED
     except HaNotifyError as exc:
-        # Usage and configuration errors: nothing was sent. The message says what to fix.
+        # Usage and configuration errors exit 2 (nothing was sent; the message says what to
+        # fix); a spool, template or channel failure exits 1.
         logsetup.error(str(exc))
-        return ExitCode.USAGE
+        return exit_code(exc)
+    except OSError as exc:
+        logsetup.error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        return ExitCode.FAILED
     except Exception as exc:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's usage errors
             logsetup.error(exc.format_message())
             return ExitCode.USAGE
-        raise
+        log.debug("internal error", exc_info=True)
+        logsetup.error(f"internal error: {type(exc).__name__}: {exc} (please report it)")
+        return ExitCode.FAILED
     return int(result) if isinstance(result, int) else ExitCode.OK

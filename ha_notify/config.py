@@ -5,6 +5,8 @@ Every error names the file, the key and what is expected, in one line.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import stat
 import sys
@@ -73,6 +75,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the config file (permission denied)") from exc
     except IsADirectoryError as exc:
         raise ConfigError(f"{path}: is a directory, expected a TOML file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
 
 
 def check_private(path: Path, what: str, *, key: str) -> None:
@@ -141,7 +145,7 @@ class Table:
     def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
         def ok(v: Any) -> bool:
             number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return number and (v > 0 or not positive)
+            return number and math.isfinite(v) and (v > 0 or not positive)
 
         value = self._get(key, default, "a number > 0" if positive else "a number", ok)
         return None if value is None else float(value)
@@ -167,6 +171,9 @@ class Table:
         value = self.get_str(key, default)
         if value is not None and "\x00" in str(value):
             raise self.error(key, "a path without NUL characters")
+        if value is not None and not os.path.isabs(value):
+            # keepalived runs scripts from /, so a relative path would mean something else there
+            raise self.error(key, "an absolute path", value)
         return None if value is None else Path(value)
 
     def secret(self, key: str, *, required: bool = False) -> Optional[Secret]:
@@ -253,6 +260,18 @@ class Config:
         raise ConfigError(f"{self.path}: no channel named {name!r}; channels: {known}")
 
 
+def _addresses(t: Table) -> tuple[str, ...]:
+    addresses: tuple[str, ...] = t.get_list("virtual_addresses", ())
+    for address in addresses:
+        try:
+            ipaddress.ip_interface(address)
+        except ValueError:
+            raise t.error(
+                "virtual_addresses", "IP addresses such as 192.168.0.130", address
+            ) from None
+    return addresses
+
+
 def _general(data: dict[str, Any], path: Path) -> GeneralConfig:
     t = Table(data, path, "general")
     d = GeneralConfig()
@@ -262,7 +281,7 @@ def _general(data: dict[str, Any], path: Path) -> GeneralConfig:
         language=t.get_str("language", d.language, choices=LANGUAGES),
         deadline=t.get_float("deadline", d.deadline),
         templates_dir=t.get_path("templates_dir", None),
-        virtual_addresses=t.get_list("virtual_addresses", ()),
+        virtual_addresses=_addresses(t),
         instance=t.get_str("instance", d.instance),
         max_age=t.get_float("max_age", d.max_age),
         flap_threshold=t.get_int("flap_threshold", d.flap_threshold, minimum=2),
@@ -303,6 +322,9 @@ def parse(data: dict[str, Any], path: Path) -> Config:
     checks = data.get("checks", {})
     if not isinstance(checks, dict):
         raise ConfigError(f"{path}: checks: expected tables [checks.NAME]")
+    from ha_notify.checks.settings import validate
+
+    validate(checks, str(path))  # the same rules `ha-notify check` applies
     return Config(
         path=path,
         general=_general(general, path),

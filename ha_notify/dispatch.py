@@ -26,7 +26,7 @@ Built = Union[Channel, ConfigError]  # a channel, or why it could not be built
 
 @dataclass
 class Outcome:
-    """What happened to deliveries during one run, by event id."""
+    """What happened to deliveries during one run; ``errors`` is keyed by delivery path."""
 
     sent: list[Delivery] = field(default_factory=list)
     retrying: list[Delivery] = field(default_factory=list)

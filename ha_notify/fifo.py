@@ -39,17 +39,21 @@ WAKE = "\0wake"  # put on the queue by the signal handler; never a FIFO line
 def open_fifo(path: Path) -> int:
     """Open (creating if needed) the FIFO read-write: we never see EOF when a writer leaves."""
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        os.mkfifo(path, 0o600)
-        st = path.stat()
-    if not stat.S_ISFIFO(st.st_mode):
-        raise UsageError(f"{path} is not a FIFO (keepalived's notify_fifo creates one)")
-    return os.open(path, os.O_RDWR)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            os.mkfifo(path, 0o600)
+            st = path.stat()
+        if not stat.S_ISFIFO(st.st_mode):
+            raise UsageError(f"{path} is not a FIFO (keepalived's notify_fifo creates one)")
+        return os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise UsageError(f"notify FIFO {path}: {exc.strerror or exc}") from exc
 
 
 def _reader(fd: int, lines: queue.Queue[str]) -> None:
     buffer = b""
+    discarding = False  # inside an over-long line: drop bytes up to its end
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -61,11 +65,18 @@ def _reader(fd: int, lines: queue.Queue[str]) -> None:
             continue
         buffer += chunk
         *complete, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE:
-            log.error("notify FIFO line longer than %d bytes; skipped", MAX_LINE)
-            buffer = b""
         for raw in complete:
-            lines.put(raw[:MAX_LINE].decode("utf-8", errors="replace"))
+            if discarding:  # the tail of an over-long line, never a line of its own
+                discarding = False
+            elif len(raw) > MAX_LINE:
+                log.error("notify FIFO line longer than %d bytes; skipped", MAX_LINE)
+            else:
+                lines.put(raw.decode("utf-8", errors="replace"))
+        if len(buffer) > MAX_LINE:
+            if not discarding:
+                log.error("notify FIFO line longer than %d bytes; skipped", MAX_LINE)
+            discarding = True
+            buffer = b""
 
 
 class FifoServer:

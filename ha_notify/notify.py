@@ -99,6 +99,14 @@ class Notifier:
             **fields,
         )
 
+    def preview(self, req: Request) -> Event:
+        """The event ``req`` would make now (previous state, next number), recording nothing."""
+        try:
+            entry = self.store.snapshot().get(f"{req.kind}:{req.name}", {})
+        except OSError:
+            entry = {}
+        return self.make_event(req, previous=entry.get("state"), seq=int(entry.get("seq", 0)) + 1)
+
     def wanted(self, event: Event) -> list[str]:
         """The channels whose ``states`` filter lets this event through (tests go to all)."""
         return [c.name for c in self.config.channels if event.is_test or c.wants(event.state)]
@@ -159,7 +167,9 @@ class Notifier:
             )
             return self.spool.add(event, self.wanted(event))
 
-        rec, mine = self.store.record(key, req.state, spool_it, timeout=self.remaining())
+        rec, mine = self.store.record(
+            key, req.state, spool_it, timeout=self.remaining(), floor=self.spool.max_seq
+        )
         level = logging.WARNING if req.state in ("fault", "stop") else logging.INFO
         log.log(
             level,
@@ -206,10 +216,17 @@ class Notifier:
         for d in mine:
             key = str(d.path)
             channel = self.channels.get(d.channel)
-            if key in dead or isinstance(channel, ConfigError):
+            if key in dead:
                 failed = True
-                why = outcome.errors.get(key) or str(channel)
+                why = outcome.errors.get(key, "gave up")
                 print(f"ha-notify: NOT delivered via {d.channel}: {why}", file=sys.stderr)
+            elif isinstance(channel, ConfigError):
+                failed = True  # a person must fix the config; the event waits in the spool
+                print(
+                    f"ha-notify: NOT delivered via {d.channel}, kept pending until its config "
+                    f"is fixed (then: ha-notify flush): {channel}",
+                    file=sys.stderr,
+                )
             elif key not in sent:
                 why = outcome.errors.get(key, "waiting behind an older undelivered state")
                 print(f"ha-notify: spooled for retry via {d.channel}: {why}", file=sys.stderr)

@@ -54,7 +54,9 @@ class Renderer:
             self._override = _environment(jinja2.FileSystemLoader(paths))
 
     def context(self, event: Event, **extra: Any) -> dict[str, Any]:
-        return {"e": event, "node": event.node, "STATE": event.state.upper(), **extra}
+        # ``was``: the previous state when it differs (no "MASTER (was MASTER)" on a repeat).
+        was = event.previous if event.previous != event.state else None
+        return {"e": event, "node": event.node, "STATE": event.state.upper(), "was": was, **extra}
 
     def render(self, name: str, event: Event, **extra: Any) -> str:
         ctx = self.context(event, **extra)

@@ -109,6 +109,11 @@ class Spool:
             )
         except FileNotFoundError:
             return None
+        except PermissionError as exc:
+            raise SpoolError(
+                f"spool file {path}: permission denied; run ha-notify as the user that owns "
+                "state_dir (keepalived's script_user)"
+            ) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("spool file %s is damaged (%s); moved to %s", path, exc, self.dead)
             self._move(path, self.dead / path.name)
@@ -119,6 +124,8 @@ class Spool:
             names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise SpoolError(f"spool {folder}: cannot read it: {exc.strerror or exc}") from exc
         found = (self.read(folder / n) for n in names)
         return [d for d in found if d is not None]
 
@@ -136,6 +143,11 @@ class Spool:
         for items in out.values():
             items.sort(key=lambda d: (d.event.seq, d.created))
         return out
+
+    def max_seq(self, key: str) -> int:
+        """The highest sequence number of ``key`` still pending or dead (0 if none)."""
+        found = [d.event.seq for d in self.list_pending() + self.list_dead() if d.event.key == key]
+        return max(found, default=0)
 
     def lock_path(self, group: tuple[str, str]) -> Path:
         return self.locks / f"{_digest(group[0] + chr(0) + group[1])}.lock"

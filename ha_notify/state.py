@@ -91,11 +91,14 @@ class StateStore:
         then: Callable[[Recorded], T],
         now: Optional[float] = None,
         timeout: Optional[float] = None,
+        floor: Callable[[str], int] = lambda key: 0,
     ) -> tuple[Recorded, T]:
         """Record ``state`` for ``key`` and run ``then`` (spooling) under the same lock.
 
         Deciding the sequence number and spooling the event happen atomically, so a
-        delivery with a higher sequence number is never on disk before a lower one.
+        delivery with a higher sequence number is never on disk before a lower one. An
+        instance the store does not know (first event, or a lost state file) continues after
+        ``floor(key)``, the highest number still in the spool, so it cannot jump the queue.
         """
         now = time.time() if now is None else now
         self._ensure()
@@ -109,7 +112,7 @@ class StateStore:
                 data = self._read()
                 entry = data.setdefault(key, {})
                 previous = entry.get("state")
-                seq = int(entry.get("seq", 0)) + 1
+                seq = int(entry["seq"] if "seq" in entry else floor(key)) + 1
                 row = {"state": state, "previous": previous, "seq": seq, "ts": now}
                 history = [r for r in entry.get("history", []) if now - r["ts"] <= self.flap_window]
                 history.append(row)

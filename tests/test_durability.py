@@ -399,3 +399,19 @@ def test_root_run_keeps_files_usable_for_script_user(
         assert [m.message["X-HA-Notify-State"] for m in smtp.messages] == ["MASTER", "BACKUP"]
     finally:
         shutil.rmtree(world)
+
+
+def test_lost_state_file_keeps_order(write_config: WriteConfig, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """After state.json is lost, new events number on after what the spool still holds."""
+    server = SMTPServer()
+    cfg = write_config({"mail": mail_channel(server.port)})
+    for state in ("backup", "master", "fault"):
+        assert cli(state, "-c", cfg, "-i", "VI_1").code == 0  # server down: all spooled
+    (tmp_path / "state" / "state.json").unlink()
+    server.start()
+    try:
+        assert cli("backup", "-c", cfg, "-i", "VI_1").code == 0
+        got = [m.message["X-HA-Notify-State"] for m in server.messages]
+        assert got == ["BACKUP", "MASTER", "FAULT", "BACKUP"]
+    finally:
+        server.stop()

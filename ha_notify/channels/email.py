@@ -8,6 +8,7 @@ import email.utils
 import logging
 import re
 import ssl
+from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -71,7 +72,8 @@ class EmailChannel:
         msg["Subject"] = self.renderer.subject(event)
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
-        msg["Date"] = email.utils.formatdate(localtime=True)
+        # From the event, like the Message-ID: a retry resends the very same message.
+        msg["Date"] = email.utils.format_datetime(datetime.fromisoformat(event.timestamp))
         msg["Message-ID"] = message_id(event)
         thread = thread_id(event.cluster)
         msg["In-Reply-To"] = thread
