@@ -1,7 +1,7 @@
 """``ha-notify check`` in typer: help and options only.
 
-``ha_notify.__main__`` sends every ``ha-notify check ...`` without --help straight to
-``ha_notify.checks.runner`` (no typer on the hot path); these commands exist so that --help
+``ha_notify.__main__`` sends every ``ha-notify check ...`` without -h/--help straight to
+``ha_notify.checks.runner`` (no typer on the hot path); these commands exist so that -h/--help
 lists them, and forward to the same runner if reached.
 """
 
@@ -13,13 +13,11 @@ import typer
 
 from ha_notify.cli_options import ConfigOpt
 
-# --- ha-notify check: help and options only. `ha_notify.__main__` sends every `ha-notify check
-# ...` without --help straight to ha_notify.checks.runner (no typer on the hot path); these
-# commands exist so that --help lists them, and forward to the same runner if reached.
 check_app = typer.Typer(
     help="Health checks for keepalived's vrrp_script: exit 0 healthy, 1 unhealthy, "
     "2 usage or config error.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 CheckPidfileOpt = typer.Option(

@@ -118,7 +118,12 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run ha-notify in this process (the real CLI entry, exit code included)."""
 
     def invoke(*args: str) -> Result:
-        code = run([str(a) for a in args])
+        umask = os.umask(0o022)  # run() sets umask 077 for itself: keep it out of this process
+        os.umask(umask)
+        try:
+            code = run([str(a) for a in args])
+        finally:
+            os.umask(umask)
         captured = capsys.readouterr()
         return Result(int(code), captured.out, captured.err)
 

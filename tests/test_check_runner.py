@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from ha_notify.checks import CheckResult, runner, settings, state
+from ha_notify.checks import CheckResult, files, runner, settings, state
 from ha_notify.errors import ConfigError, ExitCode, UsageError
 from tests.haproxy_helpers import REPO, CheckRun
 
@@ -94,6 +95,10 @@ def test_parse_args_errors(argv: list[str], message: str) -> None:
         (["--timeout", "soon"], "--timeout expects a number of seconds > 0, got 'soon'"),
         (["--min-up", "-1"], "--min-up expects an integer >= 0, got '-1'"),
         (["--min-up", "1.5"], "--min-up expects an integer >= 0"),
+        (["--timeout", "inf"], "--timeout expects a number of seconds > 0, got 'inf'"),
+        (["--timeout", "-inf"], "--timeout expects a number of seconds > 0, got '-inf'"),
+        (["--timeout=nan"], "--timeout expects a number of seconds > 0, got 'nan'"),
+        (["--timeout", "1e400"], "--timeout expects a number of seconds > 0, got '1e400'"),
     ],
 )
 def test_bad_numbers_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -116,6 +121,18 @@ def test_bad_numbers_exit_2(tmp_path: Path, args: list[str], message: str) -> No
         (
             "[checks.haproxy]\ntimeout = -1\n",
             "checks.haproxy.timeout: expected a number of seconds > 0",
+        ),
+        (
+            "[checks.haproxy]\ntimeout = inf\n",
+            "checks.haproxy.timeout: expected a number of seconds > 0, got inf",
+        ),
+        (
+            "[checks.process.nginx]\ntimeout = nan\n",
+            "checks.process.nginx.timeout: expected a number of seconds > 0, got nan",
+        ),
+        (
+            "[checks.haproxy]\nmin_up = inf\n",
+            "checks.haproxy.min_up: expected an integer >= 0, got inf",
         ),
         ("[checks.haproxy]\ndeep = 1\n", "checks.haproxy.deep: expected true or false, got 1"),
         (
@@ -140,6 +157,26 @@ def test_broken_config_exits_2(tmp_path: Path, toml: str, message: str) -> None:
     assert result.stderr.startswith(f"ha-notify: error: {check.config}: ")
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda path: path.write_bytes(b"[checks.haproxy]\nmin_up = 1 # caf\xe9\n"),
+            "not UTF-8 (line 2 has byte 0xe9); save it as UTF-8",
+        ),
+        (lambda path: path.mkdir(), "is a directory; expected the TOML config file"),
+    ],
+)
+def test_unreadable_config_exits_2(
+    tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
+    """A config that is not UTF-8, or is a directory, is exit 2 naming the file, no traceback."""
+    config = tmp_path / "conf"
+    make(config)
+    result = CheckRun(tmp_path)("haproxy", "--no-pidfile", "--config", str(config))
+    assert (result.returncode, result.stderr) == (2, f"ha-notify: error: {config}: {message}\n")
 
 
 def test_other_tables_are_not_read(tmp_path: Path) -> None:
@@ -285,22 +322,33 @@ def test_unwritable_run_dir_is_not_fatal(tmp_path: Path) -> None:
     assert lines == ["check haproxy: unhealthy: x", "check haproxy: unhealthy: x"]
 
 
-def test_syslog_line_on_change_only(tmp_path: Path) -> None:
-    """A real syslog socket gets one daemon.warning line for two identical failures."""
+def _syslog_lines(tmp_path: Path, runs: Callable[[CheckRun], None]) -> list[str]:
+    """What a real syslog socket received while ``runs`` ran checks that log to it."""
     path = tmp_path / "log.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as log:
         log.bind(str(path))
-        log.settimeout(5)
         check = CheckRun(tmp_path)
         check.syslog_env = str(path)
+        runs(check)  # each run has exited: its datagrams are already queued
+        log.setblocking(False)
+        received = []
+        while True:
+            try:
+                received.append(log.recv(4096).decode())
+            except BlockingIOError:
+                return received
+
+
+def test_syslog_line_on_change_only(tmp_path: Path) -> None:
+    """A real syslog socket gets one daemon.warning line for two identical failures."""
+
+    def twice(check: CheckRun) -> None:
         for _ in range(2):
             assert check("process", "no-such-daemon-x").returncode == 1
-        first = log.recv(4096).decode()
-        log.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            log.recv(4096)
-    assert first.startswith("<28>ha-notify[")
-    assert first.endswith(
+
+    (line,) = _syslog_lines(tmp_path, twice)
+    assert line.startswith("<28>ha-notify[")
+    assert line.endswith(
         "check process no-such-daemon-x: unhealthy: no no-such-daemon-x process is running"
     )
 
@@ -312,24 +360,87 @@ def test_unknown_check_exits_2(tmp_path: Path) -> None:
     assert "unknown check 'nosuch'; built-in checks: haproxy, process" in result.stderr
 
 
-def test_third_party_check_by_entry_point(tmp_path: Path) -> None:
-    """A plugin registered in the ha_notify.checks group gets its args and config table."""
-    site = tmp_path / "site"
+def _plugin_run(check: CheckRun, body: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``ha-notify check redis ARGS`` with a real plugin module whose check is ``body``."""
+    site = check.tmp / "site"
     dist = site / "hn_plugin-1.0.dist-info"
-    dist.mkdir(parents=True)
+    dist.mkdir(parents=True, exist_ok=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hn-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[ha_notify.checks]\nredis = hn_plugin:check\n")
     (site / "hn_plugin.py").write_text(
         "from ha_notify.checks import CheckResult\n"
-        "def check(options):\n"
-        "    return CheckResult(False, f'{options.args} {dict(options.table)}')\n"
+        "from ha_notify.errors import CheckError, SpoolError\n"
+        f"def check(options):\n    {body}\n"
     )
+    env = {**check.env(), "PYTHONPATH": f"{REPO}:{site}"}
+    argv = [sys.executable, "-m", "ha_notify", "check", "redis", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env)
+
+
+def test_third_party_check_by_entry_point(tmp_path: Path) -> None:
+    """A plugin registered in the ha_notify.checks group gets its args and config table."""
     check = CheckRun(tmp_path)
     check.config.write_text("[checks.redis]\nport = 6379\n")
-    env = {**check.env(), "PYTHONPATH": f"{REPO}:{site}"}
-    argv = [sys.executable, "-m", "ha_notify", "check", "redis", "a", "--flag"]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    body = "return CheckResult(False, f'{options.args} {dict(options.table)}')"
+    result = _plugin_run(check, body, "a", "--flag")
     assert (result.returncode, result.stderr) == (1, "unhealthy: ('a', '--flag') {'port': 6379}\n")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        ("raise CheckError('redis: set port')", 2, "redis: set port"),
+        ("raise SpoolError('disk full')", 1, "disk full"),
+        (
+            "raise RuntimeError('boom\\n  in two lines')",
+            1,
+            "internal error in check: RuntimeError: boom in two lines",
+        ),
+        ("return None", 1, "internal error in check: AttributeError: "),
+    ],
+)
+def test_errors_map_to_exit_codes(tmp_path: Path, body: str, code: int, message: str) -> None:
+    """Every exception is one stderr line and ha_notify.errors.exit_code's code, never a traceback."""
+    result = _plugin_run(CheckRun(tmp_path), body)
+    assert result.returncode == code
+    assert result.stderr.startswith(f"ha-notify: error: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_internal_error_goes_to_syslog_once(tmp_path: Path) -> None:
+    """An unexpected exception reaches a real syslog socket, once for two identical runs."""
+
+    def twice(check: CheckRun) -> None:
+        for _ in range(2):
+            assert _plugin_run(check, "raise RuntimeError('boom')").returncode == 1
+
+    (line,) = _syslog_lines(tmp_path, twice)
+    assert line.startswith("<28>ha-notify[")
+    assert line.endswith("check redis: unhealthy: internal error in check: RuntimeError: boom")
+
+
+def test_write_replace(tmp_path: Path) -> None:
+    """write_replace makes the folder, sets the mode, clears a stale temp file, reports failure."""
+    target = tmp_path / "run" / "x.state"
+    stale = tmp_path / "run" / f"x.state.{os.getpid()}.tmp"
+    assert files.write_replace(str(target), b"1\n", 0o640)
+    assert (target.read_bytes(), target.stat().st_mode & 0o777) == (b"1\n", 0o640)
+    stale.write_bytes(b"left by a crash")
+    assert not files.write_replace(str(target), b"0\n", 0o640)  # O_EXCL: never reuse it
+    assert not stale.exists() and target.read_bytes() == b"1\n"
+    assert files.write_replace(str(target), b"0\n", 0o640)
+    assert target.read_bytes() == b"0\n"
+    assert not files.write_replace(str(target / "below-a-file"), b"", 0o640)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.state"]
+
+
+def test_check_help_accepts_dash_h(tmp_path: Path) -> None:
+    """`ha-notify check haproxy -h` prints the check's help, exit 0, like --help."""
+    argv = [sys.executable, "-m", "ha_notify", "check", "haproxy", "-h"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=CheckRun(tmp_path).env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: ha-notify check haproxy [OPTIONS]")
+    assert "--min-up" in result.stdout
 
 
 def _modules_after(check: CheckRun, code: str) -> list[str]:

@@ -378,7 +378,8 @@ def test_script_user_cannot_run_interpreter(write_config: WriteConfig, cli: Cli)
         (root / "private").mkdir(mode=0o700)
         interpreter = root / "private" / "python3"
         interpreter.symlink_to(os.path.realpath(sys.executable))
-        (root / "bin").mkdir(mode=0o755)
+        (root / "bin").mkdir()
+        (root / "bin").chmod(0o755)  # whatever umask an earlier in-process `ha-notify` left
         script = root / "bin" / "ha-notify"
         script.write_text(f"#!{interpreter}\nprint('hi')\n")
         script.chmod(0o755)
@@ -417,6 +418,24 @@ def test_haproxy_down_fails(tmp_path: Path, write_config: WriteConfig, cli: Cli)
     conf = keepalived_conf(tmp_path, f'vrrp_script chk {{\n    script "{check}"\n}}\n')
     _, findings = doctor(cli, "-c", write_config(), "--keepalived-config", conf)
     assert [f["status"] for f in lines(findings, "haproxy")] == ["fail", "fail"]
+
+
+@pytest.mark.parametrize("option", ["--timeout inf", "--timeout=nan", "--min-up -1"])
+def test_check_line_with_a_bad_number_fails(
+    tmp_path: Path, write_config: WriteConfig, cli: Cli, option: str
+) -> None:
+    """A vrrp_script whose check would exit 2 on a number is a fail on that line, not a crash."""
+    conf = keepalived_conf(
+        tmp_path, f'vrrp_script chk {{\n    script "{BIN} check haproxy {option}"\n}}\n'
+    )
+    code, findings = doctor(cli, "-c", write_config(), "--keepalived-config", conf)
+    flag = option.split()[0].partition("=")[0]
+    assert code == 1
+    assert [f["check"] for f in failing(findings) if f"{flag} expects" in f["detail"]] == [
+        "script keepalived.conf:6",
+        "haproxy process",
+    ]
+    assert not [f for f in findings if "the check itself failed" in f["detail"]]
 
 
 def test_usage_error_exits_2(cli: Cli) -> None:

@@ -120,28 +120,34 @@ def _text(request: Request) -> str:
     return USAGE_TEXT.get(request.name, f"ha-notify check {request.name} [ARGS]")
 
 
-def _number(request: Request, key: str, kind: type, low: float, option: str) -> Optional[float]:
+def _number(request: Request, key: str, kind: type, option: str) -> Optional[float]:
     raw = request.values.get(key)
     if raw is None:
         return None
+    value: Optional[float]
     try:
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or value < low or (kind is float and value != value):  # NaN
-        what = "an integer >= 0" if kind is int else "a number of seconds > 0"
+    if kind is float:
+        import math  # only when --timeout is given
+
+        good = value is not None and math.isfinite(value) and value > 0
+        what = "a number of seconds > 0"
+    else:
+        good = value is not None and value >= 0
+        what = "an integer >= 0"
+    if not good:
         raise _usage(f"check {request.name}: {option} expects {what}, got {raw!r}")
-    if kind is float and value <= 0:
-        raise _usage(f"check {request.name}: {option} expects a number of seconds > 0")
-    return float(value)
+    return value
 
 
 def build_options(request: Request, settings: ChecksSettings, start: float) -> CheckOptions:
     """Merge: command line over ``[checks.NAME]`` over defaults."""
     conf = settings.for_check(request.name, tuple(request.args))
-    timeout = _number(request, "timeout", float, 0, "--timeout") or conf.timeout
+    timeout = _number(request, "timeout", float, "--timeout") or conf.timeout
     timeout = timeout or DEFAULT_TIMEOUT
-    min_up = _number(request, "min_up", int, 0, "--min-up")
+    min_up = _number(request, "min_up", int, "--min-up")
     pidfile = request.values.get("pidfile", conf.pidfile)
     if "deep" in request.flags or "no_deep" in request.flags:
         deep = "deep" in request.flags
@@ -201,25 +207,42 @@ def _plugin(name: str) -> Check:
 
 def run(argv: list[str]) -> tuple[int, Optional[CheckResult], str]:
     """Parse, configure and run one check: (exit code, result, error message)."""
-    from ha_notify.checks.settings import load
-
     start = monotonic()
+    run_dir = None
     try:
+        from ha_notify.checks.settings import load
+        from ha_notify.checks.state import record
+
         request = parse_args(argv)
         settings = load(request.values.get("config"))
+        run_dir = settings.run_dir
         options = build_options(request, settings, start)
         result = resolve(request.name)(options)
-    except Exception as exc:
-        # Imported here so that a healthy run never loads ha_notify.errors (and typing).
-        from ha_notify.errors import HaNotifyError
-
-        if isinstance(exc, HaNotifyError):
-            return USAGE, None, str(exc)
-        raise
-    from ha_notify.checks.state import record
-
-    record(settings.run_dir, argv, result)
+        record(run_dir, argv, result)
+    except Exception as exc:  # a traceback would also be exit 1, but says nothing useful
+        code, error = _failure(exc, argv, run_dir)
+        return code, None, error
     return (HEALTHY if result.healthy else UNHEALTHY), result, ""
+
+
+def _failure(exc: Exception, argv: list[str], run_dir: Optional[str]) -> tuple[int, str]:
+    """Exit code and one-line message of an error; an unexpected one also goes to syslog."""
+    # Imported here so that a healthy run never loads ha_notify.errors (and typing).
+    import contextlib
+
+    from ha_notify.checks import CheckResult
+    from ha_notify.checks.settings import bootstrap_run_dir
+    from ha_notify.checks.state import record
+    from ha_notify.errors import HaNotifyError, exit_code
+
+    if isinstance(exc, HaNotifyError):
+        return exit_code(exc), str(exc)
+    detail = " ".join(str(exc).split())
+    error = f"internal error in check: {type(exc).__name__}{': ' if detail else ''}{detail}"
+    # keepalived drops stderr: syslog hears it too (on change, like any result), best effort.
+    with contextlib.suppress(Exception):
+        record(run_dir or bootstrap_run_dir(), argv, CheckResult(False, error))
+    return exit_code(exc), error
 
 
 def main(argv: list[str]) -> int:

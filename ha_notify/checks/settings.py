@@ -15,6 +15,7 @@ import os
 import sys
 
 from ha_notify.checks import _Frozen
+from ha_notify.checks.files import write_replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -148,8 +149,16 @@ def _parse(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
+    except IsADirectoryError as exc:
+        raise _error(path, None, "is a directory; expected the TOML config file") from exc
     except OSError as exc:
         raise _error(path, None, f"cannot read it: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        message = (
+            f"not UTF-8 (line {line} has byte 0x{exc.object[exc.start]:02x}); save it as UTF-8"
+        )
+        raise _error(path, None, message) from exc
     except tomllib.TOMLDecodeError as exc:
         raise _error(path, None, f"not valid TOML: {exc}") from exc
     checks = data.get("checks", {})
@@ -188,7 +197,9 @@ def _validate_table(
         types, expected = keys[key]
         bad = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
         if not bad and key == "timeout":
-            bad = value <= 0
+            import math  # only when a timeout is set
+
+            bad = not math.isfinite(value) or value <= 0
         elif not bad and key == "min_up":
             bad = value < 0
         elif not bad and key == "ignore_backends":
@@ -234,29 +245,4 @@ def _cache_write(path: str, key: tuple[int, ...], checks: dict[str, Any]) -> Non
         data = marshal.dumps((CACHE_FORMAT, path, key, checks))
     except ValueError:  # a TOML date somewhere in [checks]: not worth caching
         return
-    target = _cache_path(path)
-    tmp = f"{target}.{os.getpid()}.tmp"
-    try:
-        ensure_dir(os.path.dirname(target))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except OSError:
-        _discard(tmp)
-
-
-def ensure_dir(path: str) -> None:
-    """Create the run directory (mode 0755) if it is missing; raises OSError."""
-    if not os.path.isdir(path):
-        os.mkdir(path, 0o755)
-
-
-def _discard(path: str) -> None:
-    """Remove a leftover temporary file, if there is one."""
-    import contextlib  # only on this error path
-
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+    write_replace(_cache_path(path), data, 0o600)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ha_notify.checks.settings import _discard, ensure_dir
+from ha_notify.checks.files import write_replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,19 +52,7 @@ def changed(path: str, result: CheckResult) -> Optional[bool]:
             os.close(fd)
     if old == new:
         return False
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        ensure_dir(os.path.dirname(path))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, new)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        _discard(tmp)
-        return None
-    return True
+    return True if write_replace(path, new, 0o644) else None
 
 
 def syslog_line(message: str, healthy: bool) -> None:

@@ -198,7 +198,6 @@ def haproxy_findings(env: Environment, wired: Wiring) -> list[Finding]:
             'add vrrp_script chk_haproxy { script "... check haproxy --deep" } (contrib/keepalived)'
         )
         return [warn("haproxy process", missing, fix), warn("haproxy stats socket", missing, fix)]
-    request = runner.parse_args(calls[0].argv[2:] if calls else ["haproxy"])
     user_name, group = (calls[0].user, calls[0].group) if calls else wired.default_user()
     try:
         user = access.lookup(user_name, group)
@@ -206,7 +205,11 @@ def haproxy_findings(env: Environment, wired: Wiring) -> list[Finding]:
         user = access.current()
     path = str(env.config.path) if env.config is not None and env.config.path else None
     settings = ChecksSettings(path, bootstrap_run_dir(), checks)
-    options = runner.build_options(request, settings, monotonic())
+    try:
+        request = runner.parse_args(calls[0].argv[2:] if calls else ["haproxy"])
+        options = runner.build_options(request, settings, monotonic())
+    except HaNotifyError as exc:  # the script line's own finding says what to fix
+        return [fail("haproxy process", f"the check cannot run: {exc}", "fix the vrrp_script line")]
     found = []
     result = process.assess("haproxy", options, haproxy.MASTER_FLAGS)
     pid_fix = "start haproxy (systemctl start haproxy), or point --pidfile at its pidfile"

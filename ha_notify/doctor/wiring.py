@@ -1,69 +1,29 @@
-"""keepalived.conf's side of doctor: which scripts call ha-notify, how, as whom, from where."""
+"""keepalived.conf's side of doctor: which scripts call ha-notify, as whom, from where.
+
+The lines themselves are judged in ``ha_notify.doctor.scripts``; this module finds them,
+works out the user each one runs as, and checks the program's path and permissions.
+"""
 
 from __future__ import annotations
 
-import difflib
 import os
 import shlex
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ha_notify.config import STATES
 from ha_notify.doctor import Finding, access, fail, ok, warn
-from ha_notify.errors import HaNotifyError
-from ha_notify.keepalived_conf import FIFO_KEYWORDS, KeepalivedConf, ScriptLine, parse
+from ha_notify.doctor.scripts import (
+    Call,
+    call_finding,
+    ha_notify_argv,
+    installed_path,
+    line_name,
+    other_findings,
+)
+from ha_notify.keepalived_conf import KeepalivedConf, ScriptLine, parse
 
-STATE_COMMANDS = ("master", "backup", "fault", "stop")
 DEFAULT_USER = "keepalived_script"
-# What keepalived appends to each kind of script line, for parsing the line as it will run.
-APPENDED = {"notify": ["INSTANCE", "VI_1", "MASTER", "100"]}
-FIFO_APPENDED = ["/run/keepalived/notify.fifo"]
-
-
-def installed_path() -> str:
-    """The absolute path of this ha-notify, for the fixes."""
-    found = Path(sys.executable).parent / "ha-notify"
-    if found.exists():
-        return str(found)
-    return shutil.which("ha-notify") or "/opt/ha-notify/bin/ha-notify"
-
-
-@dataclass(frozen=True)
-class Call:
-    """One keepalived script line that runs ha-notify: the line and its words."""
-
-    line: ScriptLine
-    argv: list[str]
-    user: str
-    group: Optional[str]
-
-    @property
-    def sub(self) -> str:
-        return self.argv[1] if len(self.argv) > 1 else ""
-
-    def option(self, *names: str) -> Optional[str]:
-        """The value of ``--config PATH`` (or ``--config=PATH``) in this line, if any."""
-        for i, word in enumerate(self.argv):
-            for name in names:
-                if word == name and i + 1 < len(self.argv):
-                    return self.argv[i + 1]
-                if word.startswith(name + "="):
-                    return word.partition("=")[2]
-        return None
-
-
-def ha_notify_argv(argv: list[str]) -> Optional[list[str]]:
-    """``argv`` as ``[program, sub, ...]`` when it runs ha-notify, else None."""
-    if not argv:
-        return None
-    if os.path.basename(argv[0]) == "ha-notify":
-        return argv
-    if os.path.basename(argv[0]).startswith("python") and argv[1:3] == ["-m", "ha_notify"]:
-        return [argv[0], *argv[3:]]
-    return None
 
 
 @dataclass
@@ -140,12 +100,12 @@ class Wiring:
             ]
         found: list[Finding] = [self._summary(), self._security(), *self._users()]
         for line, reason in self.broken:
-            found.append(fail(_name(line), reason, "fix the quotes of this line"))
+            found.append(fail(line_name(line), reason, "fix the quotes of this line"))
         for line, argv in self.others:
-            found += _other(line, argv)
+            found += other_findings(line, argv)
         checked: set[tuple[str, str, Optional[str]]] = set()
         for call in self.calls:
-            found.append(_call(call))
+            found.append(call_finding(call))
             key = (call.argv[0], call.user, call.group)
             if key not in checked:
                 checked.add(key)
@@ -200,140 +160,6 @@ class Wiring:
                 continue
             found.append(ok("script user", f"ha-notify runs as {user} (uid {user.uid})"))
         return found
-
-
-def _name(line: ScriptLine) -> str:
-    return f"{line.keyword} {line.file.name}:{line.line}"
-
-
-def _hook_state(keyword: str) -> Optional[str]:
-    state = keyword[len("notify_") :] if keyword.startswith("notify_") else ""
-    return state if state in STATE_COMMANDS else None
-
-
-def _other(line: ScriptLine, argv: list[str]) -> list[Finding]:
-    """A script that is not ha-notify: a typo'd state is a fail, the rest a suggestion."""
-    name = _name(line)
-    program = os.path.basename(argv[0]) if argv else ""
-    if line.keyword == "script":
-        if program == "killall" and "-0" in argv:
-            return [
-                warn(
-                    name,
-                    f"{line.command!r} says yes for a hung or zombie haproxy",
-                    "use vrrp_track_process for liveness and "
-                    f'script "{installed_path()} check haproxy --deep" for the rest',
-                )
-            ]
-        return []
-    for word in argv[1:]:
-        low = word.lower()
-        if low not in STATES and difflib.get_close_matches(low, STATES, n=1, cutoff=0.6):
-            expected = _hook_state(line.keyword) or "a state"
-            return [
-                fail(
-                    name,
-                    f"{program} is called with {word!r}, not {expected}: that notification "
-                    "never goes out",
-                    f'{line.keyword} "{installed_path()} {_hook_state(line.keyword) or "notify"}"',
-                )
-            ]
-    if line.keyword in FIFO_KEYWORDS:
-        return []
-    fix_sub = _hook_state(line.keyword) or "notify"
-    return [
-        warn(
-            name,
-            f"runs {program or line.command!r}, not ha-notify",
-            f'{line.keyword} "{installed_path()} {fix_sub}" (spooled, retried, TLS, no password '
-            "in the script)",
-        )
-    ]
-
-
-def _click_error(sub: str, args: list[str]) -> Optional[str]:
-    """How ha-notify's own parser would refuse ``sub args``, or None if it accepts them."""
-    import click
-    import typer.main
-
-    from ha_notify.cli import app
-
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    root = click.Context(group, info_name="ha-notify")
-    command = group.get_command(root, sub)
-    if command is None:
-        return f"ha-notify has no command {sub!r}"
-    try:
-        command.make_context(sub, list(args), parent=root)
-    except click.exceptions.Exit:
-        return None
-    except click.ClickException as exc:
-        return str(exc.format_message())
-    return None
-
-
-def _call(call: Call) -> Finding:
-    """Does this line run ha-notify the way keepalived will call it?"""
-    line = call.line
-    name = _name(line)
-    sub, rest = call.sub, call.argv[2:]
-    bin_path = call.argv[0] if os.path.isabs(call.argv[0]) else installed_path()
-    kw = line.keyword
-    try:
-        if kw == "script":
-            return _check_line(name, call)
-        if kw in FIFO_KEYWORDS:
-            expected, args = "fifo", [*rest, *FIFO_APPENDED]
-        elif kw == "notify":
-            expected, args = "notify", [*rest, *APPENDED["notify"]]
-        else:
-            expected, args = _hook_state(kw) or sub.lower(), rest
-        got = sub.lower() if sub.lower() in STATE_COMMANDS else sub
-        if got != expected:
-            return fail(name, _mismatch(kw, sub, expected), f'{kw} "{bin_path} {expected}"')
-        error = _click_error(got, args)
-        if error:
-            return fail(
-                name,
-                f"ha-notify would refuse {line.command!r}: {error}",
-                f'{kw} "{bin_path} {expected}"',
-            )
-    except HaNotifyError as exc:
-        return fail(name, str(exc), f'{kw} "{bin_path} {_hook_state(kw) or "notify"}"')
-    config = call.option("--config", "-c")
-    if config and not Path(config).is_file():
-        return fail(name, f"--config {config} does not exist", "fix the path after --config")
-    return ok(name, f"runs {shlex.join(call.argv)!s} as {call.user}")
-
-
-def _mismatch(keyword: str, sub: str, expected: str) -> str:
-    from ha_notify.event import parse_state
-
-    if sub.lower() not in STATE_COMMANDS and expected in STATE_COMMANDS:
-        parse_state(sub)  # an unknown state such as `falut`: raises, naming the states
-    if keyword == "notify":
-        return (
-            f"`ha-notify {sub}` under notify: keepalived appends TYPE NAME STATE PRIORITY, "
-            "which only `ha-notify notify` accepts"
-        )
-    if keyword in FIFO_KEYWORDS:
-        return f"`ha-notify {sub}` under {keyword}: the FIFO reader is `ha-notify fifo`"
-    return f"{keyword} runs `ha-notify {sub or '(nothing)'}`: it would report the wrong state"
-
-
-def _check_line(name: str, call: Call) -> Finding:
-    from ha_notify.checks.runner import parse_args, resolve
-
-    if call.sub != "check":
-        return fail(
-            name,
-            f"a vrrp_script must run `ha-notify check ...`, not `ha-notify {call.sub}`",
-            f'script "{call.argv[0]} check haproxy --deep"',
-        )
-    request = parse_args(call.argv[2:])
-    resolve(request.name)
-    return ok(name, f"runs {shlex.join(call.argv)} as {call.user}")
 
 
 def _path(call: Call, script_security: bool) -> list[Finding]:
