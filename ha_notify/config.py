@@ -27,6 +27,7 @@ STATES = ("master", "backup", "fault", "stop", "deleted")
 LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
+MAX_NUMBER = 1e9  # seconds (about 31 years): anything larger is a typo and overflows timers
 T = TypeVar("T")
 
 
@@ -145,9 +146,10 @@ class Table:
     def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
         def ok(v: Any) -> bool:
             number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return number and math.isfinite(v) and (v > 0 or not positive)
+            return number and math.isfinite(v) and abs(v) <= MAX_NUMBER and (v > 0 or not positive)
 
-        value = self._get(key, default, "a number > 0" if positive else "a number", ok)
+        expected = f"a number {'> 0 and ' if positive else ''}<= {MAX_NUMBER:g}"
+        value = self._get(key, default, expected, ok)
         return None if value is None else float(value)
 
     def get_bool(self, key: str, default: Any = _MISSING) -> Any:

@@ -92,13 +92,26 @@ def test_parse_args_errors(argv: list[str], message: str) -> None:
     ("args", "message"),
     [
         (["--timeout", "0"], "--timeout expects a number of seconds > 0"),
-        (["--timeout", "soon"], "--timeout expects a number of seconds > 0, got 'soon'"),
+        (
+            ["--timeout", "soon"],
+            "--timeout expects a number of seconds > 0 and <= 86400, got 'soon'",
+        ),
         (["--min-up", "-1"], "--min-up expects an integer >= 0, got '-1'"),
         (["--min-up", "1.5"], "--min-up expects an integer >= 0"),
-        (["--timeout", "inf"], "--timeout expects a number of seconds > 0, got 'inf'"),
-        (["--timeout", "-inf"], "--timeout expects a number of seconds > 0, got '-inf'"),
-        (["--timeout=nan"], "--timeout expects a number of seconds > 0, got 'nan'"),
-        (["--timeout", "1e400"], "--timeout expects a number of seconds > 0, got '1e400'"),
+        (["--timeout", "inf"], "--timeout expects a number of seconds > 0 and <= 86400, got 'inf'"),
+        (
+            ["--timeout", "-inf"],
+            "--timeout expects a number of seconds > 0 and <= 86400, got '-inf'",
+        ),
+        (["--timeout=nan"], "--timeout expects a number of seconds > 0 and <= 86400, got 'nan'"),
+        (
+            ["--timeout", "1e400"],
+            "--timeout expects a number of seconds > 0 and <= 86400, got '1e400'",
+        ),
+        (
+            ["--timeout", "1e300"],
+            "--timeout expects a number of seconds > 0 and <= 86400, got '1e300'",
+        ),
     ],
 )
 def test_bad_numbers_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -124,11 +137,11 @@ def test_bad_numbers_exit_2(tmp_path: Path, args: list[str], message: str) -> No
         ),
         (
             "[checks.haproxy]\ntimeout = inf\n",
-            "checks.haproxy.timeout: expected a number of seconds > 0, got inf",
+            "checks.haproxy.timeout: expected a number of seconds > 0 and <= 86400, got inf",
         ),
         (
             "[checks.process.nginx]\ntimeout = nan\n",
-            "checks.process.nginx.timeout: expected a number of seconds > 0, got nan",
+            "checks.process.nginx.timeout: expected a number of seconds > 0 and <= 86400, got nan",
         ),
         (
             "[checks.haproxy]\nmin_up = inf\n",

@@ -132,8 +132,10 @@ def _number(request: Request, key: str, kind: type, option: str) -> Optional[flo
     if kind is float:
         import math  # only when --timeout is given
 
-        good = value is not None and math.isfinite(value) and value > 0
-        what = "a number of seconds > 0"
+        from ha_notify.checks.settings import MAX_TIMEOUT
+
+        good = value is not None and math.isfinite(value) and 0 < value <= MAX_TIMEOUT
+        what = f"a number of seconds > 0 and <= {MAX_TIMEOUT:g}"
     else:
         good = value is not None and value >= 0
         what = "an integer >= 0"

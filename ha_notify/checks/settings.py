@@ -33,11 +33,14 @@ _HAPROXY_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "socket": ((str,), "a socket path or host:port"),
     "haproxy_config": ((str,), "the path of haproxy.cfg"),
     "deep": ((bool,), "true or false"),
-    "timeout": ((int, float), "a number of seconds > 0"),
+    "timeout": ((int, float), "a number of seconds > 0 and <= 86400"),
     "min_up": ((int,), "an integer >= 0"),
     "ignore_backends": ((list,), "a list of backend names"),
 }
 _PROCESS_KEYS = {key: _HAPROXY_KEYS[key] for key in ("pidfile", "timeout")}
+
+
+MAX_TIMEOUT = 86400.0  # a day: anything longer is a typo, and overflows socket timeouts
 
 
 class CheckSettings(_Frozen):
@@ -199,7 +202,7 @@ def _validate_table(
         if not bad and key == "timeout":
             import math  # only when a timeout is set
 
-            bad = not math.isfinite(value) or value <= 0
+            bad = not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT
         elif not bad and key == "min_up":
             bad = value < 0
         elif not bad and key == "ignore_backends":
