@@ -191,3 +191,20 @@ def test_sigterm_during_delivery_stops_the_reader(
         reader.communicate()
     pending = list((tmp_path / "state" / "spool" / "pending").glob("*.json"))
     assert len(pending) == 1
+
+
+def test_tail_of_an_overlong_line_is_not_an_event() -> None:
+    """A line over 4 KiB is skipped whole: its tail never parses as a line of its own."""
+    import queue
+    import threading
+
+    from ha_notify.fifo import _reader
+
+    read_fd, write_fd = os.pipe()
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(read_fd, lines), daemon=True).start()
+    with os.fdopen(write_fd, "wb") as writer:
+        writer.write(b"A" * 70000 + b' INSTANCE "VI_9" FAULT 0\n')
+        writer.write(b'INSTANCE "VI_1" MASTER 100\n')
+    assert lines.get(timeout=30) == 'INSTANCE "VI_1" MASTER 100'
+    assert lines.empty()
