@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from tests.silent import Silent, tcp, unix
+
 REPO = Path(__file__).resolve().parents[1]
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NOBODY = 65534
@@ -28,6 +30,7 @@ NOBODY = 65534
 # pid 1 of a test namespace: reaps orphans (a daemonized haproxy is one) until killed.
 _REAPER = """
 import os, time
+
 while True:
     try:
         os.waitpid(-1, 0)
@@ -222,54 +225,19 @@ class HttpServer:
         self.server.server_close()
 
 
-class HoldServer:
+class HoldServer(Silent):
     """A TCP server on 127.0.0.1 that accepts connections and keeps them open (a long job)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = int(self.sock.getsockname()[1])
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
+        super().__init__(tcp())
 
 
-class HangingSocket:
+class HangingSocket(Silent):
     """A unix stream socket that accepts connections and never answers (a hung haproxy)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(16)
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
+        super().__init__(unix(path))
 
 
 def runtime_api(sock_path: Path, command: str) -> str:

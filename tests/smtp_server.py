@@ -14,6 +14,8 @@ from typing import Any, Optional
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.silent import Silent, tcp
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -137,34 +139,14 @@ class SMTPServer:
         self.controller.stop()
 
 
-class SilentServer:
+class SilentServer(Silent):
     """Accepts TCP connections and never says a word (a hung mail relay)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = int(self.sock.getsockname()[1])
-        self.conns: list[socket.socket] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                self.conns.append(conn)
-            except OSError:
-                continue
+        super().__init__(tcp())
 
     def start(self) -> SilentServer:
-        self.thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self.thread.join()
-        for c in self.conns:
-            c.close()
-        self.sock.close()
+        self.close()

@@ -39,6 +39,15 @@ def message_id(event: Event) -> str:
     return f"<{event.id}@{domain}>"
 
 
+async def hang_up(smtp: aiosmtplib.SMTP) -> None:
+    """QUIT politely within 2 s, else drop the connection."""
+    if smtp.is_connected:
+        try:
+            await asyncio.wait_for(smtp.quit(), 2)
+        except Exception:
+            smtp.close()
+
+
 class EmailChannel:
     """``type = "email"``: aiosmtplib, STARTTLS required unless told otherwise."""
 
@@ -191,11 +200,7 @@ class EmailChannel:
         except OSError as exc:
             raise ChannelError(f"{where}: {exc.strerror or exc}") from exc
         finally:
-            if smtp.is_connected:
-                try:
-                    await asyncio.wait_for(smtp.quit(), 2)
-                except Exception:
-                    smtp.close()
+            await hang_up(smtp)
         if errors:
             refused = ", ".join(f"{r} ({resp.code} {resp.message})" for r, resp in errors.items())
             delivered = len(self.to) - len(errors)

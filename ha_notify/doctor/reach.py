@@ -54,6 +54,8 @@ def _unreachable(name: str, where: str, exc: BaseException) -> Finding:
 async def probe_smtp(channel: EmailChannel) -> Finding:
     import aiosmtplib
 
+    from ha_notify.channels.email import hang_up
+
     name = f"channel {channel.name}"
     where = f"SMTP {channel.host}:{channel.port}"
     context = tls.context(channel.ca_file, channel.tls_verify)
@@ -99,11 +101,7 @@ async def probe_smtp(channel: EmailChannel) -> Finding:
             )
         return _unreachable(channel.name, where, exc)
     finally:
-        if smtp.is_connected:
-            try:
-                await asyncio.wait_for(smtp.quit(), 2)
-            except Exception:
-                smtp.close()
+        await hang_up(smtp)
     return _tls_verdict(
         name,
         channel.security != "none",
