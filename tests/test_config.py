@@ -20,7 +20,10 @@ MAIL = '[channels.mail]\ntype = "email"\nhost = "127.0.0.1"\nfrom = "a@b.example
 
 CASES = [
     ("[general\ncluster = 1\n", "invalid TOML"),
-    ('[general]\ndeadline = "soon"\n', "general.deadline: expected a number > 0 and <= 1e+09, got 'soon'"),
+    (
+        '[general]\ndeadline = "soon"\n',
+        "general.deadline: expected a number > 0 and <= 1e+09, got 'soon'",
+    ),
     ('[general]\nlanguage = "fr"\n', "general.language: expected one of 'en', 'zh_CN', got 'fr'"),
     ('[general]\nclustre = "x"\n', "general.clustre: unknown key"),
     ("[genral]\n", "genral: unknown table"),
