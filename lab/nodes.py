@@ -170,13 +170,7 @@ class Node:
     def stop_haproxy(self) -> None:
         """What `systemctl stop haproxy` does: SIGTERM to the master, wait for it."""
         proc, self.haproxy = self.haproxy, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        terminate(proc, 10)
 
     def stats(self, command: str) -> str:
         """Ask the read-only stats socket (the one ha-notify's deep check uses)."""
@@ -253,13 +247,7 @@ class Node:
 
     def stop_keepalived(self) -> None:
         proc, self.keepalived = self.keepalived, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(8)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        terminate(proc, 8)
 
     def holds_vip(self) -> bool:
         from lab.netns import addresses
@@ -330,6 +318,18 @@ class Mailbox:
 
 
 # ha-notify as the script user ----------------------------------------------------------
+
+
+def terminate(proc: Optional[subprocess.Popen[Any]], grace: float) -> None:
+    """SIGTERM (what systemctl stop sends), then SIGKILL after ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def ensure_script_user() -> tuple[int, int]:
