@@ -40,12 +40,18 @@ def message_id(event: Event) -> str:
 
 
 async def hang_up(smtp: aiosmtplib.SMTP) -> None:
-    """QUIT politely within 2 s, else drop the connection."""
-    if smtp.is_connected:
-        try:
+    """QUIT politely within 2 s, then release the transport whatever state it is in.
+
+    After a failed handshake aiosmtplib can report "not connected" while its transport is
+    still open: close() is idempotent and always runs.
+    """
+    try:
+        if smtp.is_connected:
             await asyncio.wait_for(smtp.quit(), 2)
-        except Exception:
-            smtp.close()
+    except Exception:
+        pass  # the server is gone or rude: closing below is all that is left to do
+    finally:
+        smtp.close()
 
 
 class EmailChannel:

@@ -159,10 +159,7 @@ async def probe_http(channel: Any) -> list[Finding]:
         port = parts.port or (443 if use_tls else 80)
         context: Optional[ssl.SSLContext] = None
         if use_tls:
-            context = tls.context(channel.http.ca_file)
-            if not verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+            context = tls.context(channel.http.ca_file, verify)
         try:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(
