@@ -40,14 +40,15 @@ def message_id(event: Event) -> str:
 
 
 async def hang_up(smtp: aiosmtplib.SMTP) -> None:
-    """QUIT politely within 2 s, then release the transport whatever state it is in.
+    """QUIT politely within 1 s, then release the transport whatever state it is in.
 
     After a failed handshake aiosmtplib can report "not connected" while its transport is
     still open: close() is idempotent and always runs.
     """
     try:
         if smtp.is_connected:
-            await asyncio.wait_for(smtp.quit(), 2)
+            # A courtesy, and possibly past the deadline already: never more than 1 s.
+            await asyncio.wait_for(smtp.quit(), 1)
     except Exception:
         pass  # the server is gone or rude: closing below is all that is left to do
     finally:
