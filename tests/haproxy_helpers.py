@@ -361,8 +361,19 @@ class Haproxy:
         return bool(int(caught, 16) & (1 << (signal.SIGUSR2 - 1)))
 
     def pids(self) -> list[int]:
-        """Namespace pids in the pidfile (the master's in master-worker mode)."""
-        return [int(w) for w in self.pidfile.read_text().split()]
+        """Namespace pids in the pidfile (the master's in master-worker mode).
+
+        haproxy rewrites its pidfile on reload (unlinked or empty for a moment): wait it out.
+        """
+
+        def read() -> list[int]:
+            try:
+                return [int(w) for w in self.pidfile.read_text().split()]
+            except (FileNotFoundError, ValueError):
+                return []
+
+        pids: list[int] = wait_for(read, "haproxy's pidfile")
+        return pids
 
     def workers(self) -> list[int]:
         return self.ns.children(self.pids()[0])
