@@ -87,5 +87,17 @@ def run_bounded(
             signal.signal(sig, handler)
 
 
+def close_now(transport: Optional[asyncio.BaseTransport]) -> None:
+    """Close ``transport`` without waiting for the peer; the socket goes on the next turn.
+
+    ``close()`` on a TLS transport only starts the shutdown handshake, which waits for the
+    peer's close_notify: an event loop that ends before it arrives (every notify's loop
+    does, and a silent server never sends it) leaves the socket open, a leaked descriptor
+    and a ResourceWarning. abort() after close() still lets close_notify go if it can.
+    """
+    if isinstance(transport, asyncio.WriteTransport):  # every socket transport is one
+        transport.abort()
+
+
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable

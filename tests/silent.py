@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from pathlib import Path
 
@@ -37,6 +38,28 @@ class Silent:
         self.sock.close()
         for conn in self.conns:
             conn.close()
+
+
+class SilentTLS(Silent):
+    """Completes the TLS handshake, then never says a word nor answers close_notify."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(tcp())
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+
+    def _handshake(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            # The wrapped socket shares the descriptor; keep it referenced, close via conns.
+            self.conns.append(self.context.wrap_socket(conn, server_side=True))
 
 
 def tcp() -> socket.socket:

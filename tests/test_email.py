@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import ssl
+import warnings
 from pathlib import Path
 
 from tests.conftest import WriteConfig, mail_channel
+from tests.silent import SilentTLS
 from tests.smtp_server import SMTPServer
 
 
@@ -141,6 +144,30 @@ def test_implicit_tls(
         assert len(server.messages) == 1
     finally:
         server.stop()
+
+
+def test_silent_tls_server_leaves_no_socket_open(
+    server_tls: ssl.SSLContext, ca_file: Path, write_config: WriteConfig, cli
+) -> None:
+    """A relay that completes TLS, then hangs: the notify gives up and lets go of the socket.
+
+    A TLS close waits for the server's close_notify, which this server never sends: the
+    socket must be released anyway, or every hung relay leaks a descriptor (CI saw the
+    ResourceWarning from it).
+    """
+    server = SilentTLS(server_tls)
+    try:
+        cfg = write_config(
+            {"mail": mail_channel(server.port, security="tls", ca_file=str(ca_file), timeout=1)}
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = cli("master", "-c", cfg)
+            gc.collect()
+        assert "spooled for retry" in result.err and "did not answer within 1s" in result.err
+        assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+    finally:
+        server.close()
 
 
 def test_starttls_required_never_falls_back(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import aiosmtplib
 
-from ha_notify import tls
+from ha_notify import aio, tls
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 
 if TYPE_CHECKING:
@@ -39,11 +39,25 @@ def message_id(event: Event) -> str:
     return f"<{event.id}@{domain}>"
 
 
+class SMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, except that close() really lets go of the socket.
+
+    aiosmtplib closes on QUIT, on errors and on timeouts; over TLS its close() would wait
+    for a close_notify that a hung server never sends (see aio.close_now).
+    """
+
+    def close(self) -> None:
+        transport = self.transport
+        super().close()
+        aio.close_now(transport)
+
+
 async def hang_up(smtp: aiosmtplib.SMTP) -> None:
-    """QUIT politely within 1 s, then release the transport whatever state it is in.
+    """QUIT politely within 1 s, then release the connection whatever state it is in.
 
     After a failed handshake aiosmtplib can report "not connected" while its transport is
-    still open: close() is idempotent and always runs.
+    still open: close() is idempotent and always runs. The last turn lets the socket go
+    before the caller's event loop may end.
     """
     try:
         if smtp.is_connected:
@@ -53,6 +67,7 @@ async def hang_up(smtp: aiosmtplib.SMTP) -> None:
         pass  # the server is gone or rude: closing below is all that is left to do
     finally:
         smtp.close()
+        await asyncio.sleep(0)
 
 
 class EmailChannel:
@@ -109,7 +124,7 @@ class EmailChannel:
         parts = [p.get_content() for p in msg.iter_parts() if isinstance(p, EmailMessage)]
         return f"{head}\n\n{parts[0].rstrip()}\n\n----- text/html -----\n{parts[1].rstrip()}"
 
-    def _client(self) -> aiosmtplib.SMTP:
+    def _client(self) -> SMTP:
         if not self.tls_verify:
             log.warning(
                 "channel %s: tls_verify = false: the SMTP server %s is NOT authenticated",
@@ -130,7 +145,7 @@ class EmailChannel:
                 start_tls=self.security == "starttls",
                 tls_context=tls.context(self.ca_file, self.tls_verify),
             )
-        return aiosmtplib.SMTP(**kwargs)
+        return SMTP(**kwargs)
 
     async def send(self, event: Event) -> None:
         msg = self.build(event)

@@ -9,13 +9,12 @@ Only a URL's scheme, host and port are ever shown: its path is often the token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import ssl
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
-from ha_notify import tls
+from ha_notify import aio, tls
 from ha_notify.config import Secret
 from ha_notify.doctor import Finding, fail, ok, warn
 
@@ -54,12 +53,12 @@ def _unreachable(name: str, where: str, exc: BaseException) -> Finding:
 async def probe_smtp(channel: EmailChannel) -> Finding:
     import aiosmtplib
 
-    from ha_notify.channels.email import hang_up
+    from ha_notify.channels.email import SMTP, hang_up
 
     name = f"channel {channel.name}"
     where = f"SMTP {channel.host}:{channel.port}"
     context = tls.context(channel.ca_file, channel.tls_verify)
-    smtp = aiosmtplib.SMTP(
+    smtp = SMTP(
         hostname=channel.host,
         port=channel.port,
         timeout=channel.timeout,
@@ -167,9 +166,7 @@ async def probe_http(channel: Any) -> list[Finding]:
                 ),
                 timeout,
             )
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 2)
+            aio.close_now(writer.transport)  # only the handshake was the point
         except asyncio.TimeoutError:
             found.append(
                 fail(
