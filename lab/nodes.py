@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import fcntl
 import json
 import os
 import pwd
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from lab import configs
+from lab import configs, install
 from lab.netns import LabError, die_with_parent, ns_cmd, run
 
 SCRIPT_USER = "keepalived_script"
@@ -357,50 +356,11 @@ def ensure_script_user() -> tuple[int, int]:
     return entry.pw_uid, grp.getgrnam(SCRIPT_GROUP).gr_gid
 
 
-def runs_as_script_user(exe: Path) -> bool:
-    if not exe.is_file():
-        return False
-    done = subprocess.run(
-        ["runuser", "-u", SCRIPT_USER, "-g", SCRIPT_GROUP, "--", str(exe), "--help"],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    return done.returncode == 0
-
-
 def resolve_ha_notify(explicit: Optional[str], say: Callable[[str], Any]) -> Path:
-    """An ha-notify that keepalived's script user can execute.
-
-    The repo's ``.venv`` is the first choice. Its interpreter may live where that user
-    cannot go (a pyenv build under /root, mode 700): then the lab builds ``lab-run/venv``
-    from the system ``python3`` with the repo installed editable, once, and reuses it.
-    """
+    """An ha-notify that keepalived's script user can execute (see lab.install)."""
     if explicit:
         exe = Path(explicit).resolve()
-        if not runs_as_script_user(exe):
+        if not install.runs_as(exe, SCRIPT_USER, SCRIPT_GROUP):
             raise LabError(f"{exe}: {SCRIPT_USER} cannot run it (`{exe} --help` failed)")
         return exe
-    first = configs.REPO / ".venv" / "bin" / "ha-notify"
-    if runs_as_script_user(first):
-        return first
-    lab_run = configs.REPO / "lab-run"
-    lab_run.mkdir(mode=0o755, exist_ok=True)
-    venv = lab_run / "venv"
-    exe = venv / "bin" / "ha-notify"
-    with (lab_run / "venv.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if runs_as_script_user(exe):
-            return exe
-        python = shutil.which("python3", path="/usr/bin:/bin")
-        if python is None:
-            raise LabError("no system python3 to build lab-run/venv (apt-get install python3-venv)")
-        say(
-            f"{first} cannot be run by {SCRIPT_USER} (its interpreter is out of that user's "
-            f"reach); building {venv} from {python} (once)"
-        )
-        run([python, "-m", "venv", "--clear", str(venv)], timeout=300)
-        run([str(venv / "bin" / "pip"), "install", "--quiet", "-e", str(configs.REPO)], timeout=900)
-        if not runs_as_script_user(exe):
-            raise LabError(f"{exe}: still not runnable by {SCRIPT_USER}")
-        return exe
+    return install.runnable_by(SCRIPT_USER, SCRIPT_GROUP, say)

@@ -28,6 +28,14 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HA_NOTIFY_LOG_STDERR", raising=False)
 
 
+@pytest.fixture(scope="session")
+def nobody_bin() -> Path:
+    """An ha-notify that nobody can run: the checkout itself may be out of its reach."""
+    from lab.install import runnable_by
+
+    return runnable_by("nobody", None, print)
+
+
 @pytest.fixture
 def smtp() -> Iterator[SMTPServer]:
     server = SMTPServer().start()

@@ -165,9 +165,12 @@ class Namespace:
 class CheckRun:
     """``ha-notify check ...`` as keepalived runs it: a fresh interpreter, one line on stderr."""
 
-    def __init__(self, tmp: Path, ns: Optional[Namespace] = None) -> None:
+    def __init__(
+        self, tmp: Path, ns: Optional[Namespace] = None, exe: Optional[Path] = None
+    ) -> None:
         self.tmp = tmp
         self.ns = ns
+        self.exe = exe  # the installed ha-notify (for users who cannot enter the checkout)
         self.run_dir = tmp / "run"
         self.config = tmp / "config.toml"
         if not self.config.exists():
@@ -186,7 +189,8 @@ class CheckRun:
         return env
 
     def __call__(self, *args: str, user: Optional[int] = None) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "ha_notify", "check", *args]
+        start = [str(self.exe)] if self.exe else [sys.executable, "-m", "ha_notify"]
+        argv = [*start, "check", *args]
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
         if self.ns is not None:

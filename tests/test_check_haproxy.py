@@ -360,7 +360,7 @@ def test_missing_stats_socket(check: CheckRun, daemon: Haproxy, tmp_path: Path) 
     )
 
 
-def test_stats_socket_permission_denied(ns: Namespace, daemon: Haproxy) -> None:
+def test_stats_socket_permission_denied(ns: Namespace, daemon: Haproxy, nobody_bin: Path) -> None:
     """An unprivileged user on a socket it may not open: unhealthy (exit 1), with the fix."""
     shared = Path(tempfile.mkdtemp(prefix="ha-notify-perm-", dir="/tmp"))
     try:
@@ -371,7 +371,7 @@ def test_stats_socket_permission_denied(ns: Namespace, daemon: Haproxy) -> None:
         pidfile = shared / "haproxy.pid"
         shutil.copy(daemon.pidfile, pidfile)
         pidfile.chmod(0o644)
-        as_nobody = CheckRun(shared, ns)
+        as_nobody = CheckRun(shared, ns, exe=nobody_bin)
         args = ["haproxy", "--pidfile", str(pidfile), "--socket", str(sock), "--deep"]
         result = as_nobody(*args, user=NOBODY)
         assert result.returncode == 1

@@ -300,6 +300,38 @@ def test_http_channel_probe(tmp_path: Path, write_config: WriteConfig, cli: Cli)
     assert "tok-" not in json.dumps(findings)
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_channel_probe_verifies_the_certificate(
+    tmp_path: Path,
+    write_config: WriteConfig,
+    server_tls: ssl.SSLContext,
+    ca_file: Path,
+    cli: Cli,
+    trusted: bool,
+) -> None:
+    """HTTPS: the handshake is verified with ca_file; without it the line fails with the fix."""
+    from tests.http_recorder import Recorder
+
+    server = Recorder(tls=server_tls).start()
+    try:
+        table = {"type": "webhook", "url": server.url("/hook/tok-tls-789")}
+        if trusted:
+            table["ca_file"] = str(ca_file)
+        cfg = write_config({"hook": table})
+        code, findings = doctor(cli, "-c", cfg, "--keepalived-config", tmp_path / "none.conf")
+    finally:
+        server.stop()
+    (line,) = lines(findings, "channel hook")
+    assert server.requests == []  # a handshake only: nothing is posted
+    assert "tok-" not in json.dumps(findings)
+    if trusted:
+        assert line["status"] == "ok" and "TLS handshake verified" in line["detail"]
+    else:
+        assert code == 1 and line["status"] == "fail"
+        assert "127.0.0.1" in line["detail"] and "not trusted" in line["detail"]
+        assert "ca_file" in line["fix"]
+
+
 @pytest.mark.parametrize(
     ("notify", "expected"),
     [

@@ -356,7 +356,7 @@ def test_sigterm_works_while_resolving(
 
 @pytest.mark.root
 def test_root_run_keeps_files_usable_for_script_user(
-    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path, nobody_bin: Path
 ) -> None:
     """A manual run as root leaves every file owned by state_dir's owner (the script user)."""
     import pwd
@@ -383,7 +383,7 @@ def test_root_run_keeps_files_usable_for_script_user(
                 f"--reuid={nobody.pw_uid}",
                 f"--regid={nobody.pw_gid}",
                 "--clear-groups",
-                str(BIN),
+                str(nobody_bin),
                 "backup",
                 "-c",
                 str(cfg_copy),
