@@ -30,7 +30,10 @@ class Silent:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.conns.append(conn)
+            self.keep(conn)
+
+    def keep(self, conn: socket.socket) -> None:
+        self.conns.append(conn)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -47,18 +50,13 @@ class SilentTLS(Silent):
         self.context = context
         super().__init__(tcp())
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+    def keep(self, conn: socket.socket) -> None:
+        super().keep(conn)
+        threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
 
     def _handshake(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            # The wrapped socket shares the descriptor; keep it referenced, close via conns.
+            # wrap_socket takes the descriptor over: close() must close the wrapped socket.
             self.conns.append(self.context.wrap_socket(conn, server_side=True))
 
 
