@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import statistics
 import subprocess
@@ -33,6 +34,8 @@ from tests.smtp_server import SilentServer, SMTPServer
 
 # aiosmtpd warns about its own attribute while authenticating (the test server's noise).
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# aiosmtpd also logs that deprecation, once per login: not the benchmark's business.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 BIN = Path(sys.executable).parent / "ha-notify"
 RECIPIENTS = [f"ops{i}@example.com" for i in range(10)]
 
