@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 
 from ha_notify import log as logsetup
 from ha_notify.cli_check import check_app
@@ -19,6 +20,9 @@ from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, e
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
 from ha_notify.notify import Notifier, Request
 
+# typer escapes "[required]" for rich whenever rich is importable, even with
+# rich_markup_mode=None, and plain help showed "\[required]". This CLI never uses rich.
+typer.core.HAS_RICH = False
 HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="ha-notify",
@@ -93,7 +97,7 @@ def notify(
     config: Optional[str] = ConfigOpt,
     dry_run: bool = DryRunOpt,
 ) -> int:
-    """keepalived's generic form: notify "/usr/local/bin/ha-notify notify" appends TYPE NAME
+    """keepalived's generic form: notify "/opt/ha-notify/bin/ha-notify notify" appends TYPE NAME
     STATE PRIORITY."""
     kind = parse_kind(type_)
     prio = parse_priority(priority)
@@ -197,16 +201,15 @@ def config_check(config: Optional[str] = ConfigOpt) -> int:
     renderer = Renderer(cfg.general.language, cfg.general.templates_dir)
     for ch in cfg.channels:
         build(ch, ChannelContext(renderer, cfg.general))
-    print(
-        f"{cfg.path}: ok ({len(cfg.channels)} channels: "
-        f"{', '.join(c.name for c in cfg.channels) or 'none'})"
-    )
+    names = ", ".join(c.name for c in cfg.channels) or "none"
+    count = len(cfg.channels)
+    print(f"{cfg.path}: ok ({count} channel{'' if count == 1 else 's'}: {names})")
     return ExitCode.OK
 
 
 @config_app.command("show")
 def config_show(config: Optional[str] = ConfigOpt) -> int:
-    """Print the effective config with defaults filled in and secrets masked."""
+    """Print the config as loaded: [general] with its defaults, secrets masked."""
     from ha_notify.showconfig import dump
 
     print(dump(load(config)))

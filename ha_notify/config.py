@@ -213,6 +213,35 @@ class Table:
             raise ConfigError(f"{self.where(name)}: {secret_path} is empty")
         return Secret(text)
 
+    def secret_list(self, key: str) -> tuple[Secret, ...]:
+        """``key = [...]`` inline (the config file must then be private) or ``key_file``
+        (one per line, ``#`` comments; permissions checked): URLs that carry credentials."""
+        given = [k for k in (key, f"{key}_file") if k in self._data]
+        self._read.update((key, f"{key}_file"))
+        if len(given) > 1:
+            raise ConfigError(f"{self.where(key)}: set only one of {key}, {key}_file")
+        if not given:
+            return ()
+        if given[0] == key:
+            raw = self._data[key]
+            if not (isinstance(raw, list) and all(isinstance(v, str) and v for v in raw)):
+                # Never echo the value: it holds credentials.
+                raise ConfigError(f"{self.where(key)}: expected a list of strings")
+            values: tuple[str, ...] = tuple(raw)
+            if self.path is not None:
+                check_private(self.path, "config file holding a secret", key=self.where(key))
+        else:
+            name = f"{key}_file"
+            path = self.get_path(name)
+            check_private(path, "secrets file", key=self.where(name))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{self.where(name)}: cannot read {path}: {exc}") from exc
+            lines = (line.strip() for line in text.splitlines())
+            values = tuple(line for line in lines if line and not line.startswith("#"))
+        return tuple(Secret(v) for v in values)
+
     def reject_unknown(self, also_allowed: tuple[str, ...] = ()) -> None:
         unknown = sorted(set(self._data) - self._read - set(also_allowed))
         if unknown:

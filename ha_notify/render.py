@@ -54,8 +54,9 @@ class Renderer:
             self._override = _environment(jinja2.FileSystemLoader(paths))
 
     def context(self, event: Event, **extra: Any) -> dict[str, Any]:
-        # ``was``: the previous state when it differs (no "MASTER (was MASTER)" on a repeat).
-        was = event.previous if event.previous != event.state else None
+        # ``was``: the previous state (lower case, like e.state) when it differs (no "MASTER
+        # (was MASTER)" on a repeat); else "" so that a custom ``{{ was }}`` never prints "None".
+        was = event.previous if event.previous and event.previous != event.state else ""
         return {"e": event, "node": event.node, "STATE": event.state.upper(), "was": was, **extra}
 
     def render(self, name: str, event: Event, **extra: Any) -> str:

@@ -1,4 +1,4 @@
-"""``config show``: the effective configuration as TOML, defaults filled in, secrets masked."""
+"""``config show``: the configuration as TOML, ``[general]`` defaults filled in, secrets masked."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def collect(config: Config) -> dict[str, Any]:
         instances[key] = {
             "state": entry.get("state"),
             "seq": entry.get("seq"),
-            "since": datetime.fromtimestamp(since).astimezone().isoformat(),
+            "since": datetime.fromtimestamp(since).astimezone().isoformat(timespec="seconds"),
             "flapping": entry.get("flapping_since") is not None,
         }
     channels: dict[str, Any] = {}

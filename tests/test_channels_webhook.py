@@ -189,6 +189,31 @@ def test_apprise_missing_says_how_to_install(
 
 @NEEDS_APPRISE
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # apprise's own imports (imghdr)
+def test_apprise_urls_file(server: Recorder, tmp_path: Path) -> None:
+    """urls_file: one URL per line, comments skipped, the file must be private."""
+    secrets = tmp_path / "apprise-urls"
+    secrets.write_text(f"# the team's relay\njson://127.0.0.1:{server.port}/from-file\n")
+    secrets.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {secrets}"):
+        channel(tmp_path, {"type": "apprise", "urls_file": str(secrets)})
+    secrets.chmod(0o600)
+    send(channel(tmp_path, {"type": "apprise", "urls_file": str(secrets)}), event())
+    assert [r.path for r in server.requests] == ["/from-file"]
+
+
+def test_apprise_inline_urls_need_a_private_config(tmp_path: Path) -> None:
+    """Apprise URLs carry credentials: inline in a config others can read is refused."""
+    config = tmp_path / "config.toml"
+    config.touch(mode=0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {config}"):
+        channel(tmp_path, {"type": "apprise", "urls": ["tgram://123:tok-secret/-100"]})
+    with pytest.raises(ConfigError, match=r"expected a list of strings$") as caught:
+        channel(tmp_path, {"type": "apprise", "urls": "tgram://123:tok-secret/-100"})
+    assert "tok-secret" not in str(caught.value)
+
+
+@NEEDS_APPRISE
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # apprise's own imports (imghdr)
 def test_apprise_delivers_through_json_url(server: Recorder, tmp_path: Path) -> None:
     """With apprise installed, a json:// URL reaches the local server."""
     url = f"json://127.0.0.1:{server.port}/hook"

@@ -279,7 +279,10 @@ def test_deep_names_the_backend_without_servers_up(check: CheckRun, two_backends
     assert check(*base).returncode == 0  # process level only
     too_few = check(*base, "--deep", "--ignore-backend=be_down", "--min-up", "2")
     assert too_few.returncode == 1
-    assert "backend be_up has 1 of 1 servers UP, needs 2" in too_few.stderr
+    assert too_few.stderr == (
+        "unhealthy: backend be_up has 1 of 1 servers UP, needs 2 "
+        "(lower min_up, or ignore this backend)\n"
+    )
 
 
 def test_deep_config_file_settings(check: CheckRun, two_backends: Haproxy) -> None:

@@ -128,3 +128,13 @@ def test_previous_state_and_sequence(smtp: SMTPServer, write_config: WriteConfig
     bodies = [m.message.get_body(("plain",)).get_content() for m in smtp.messages]
     assert "Sequence:       3" in bodies[2]
     assert "MASTER -> FAULT" in bodies[2]
+
+
+@pytest.mark.parametrize(
+    "command", [["notify"], ["fifo"], ["render"], ["doctor"], ["config", "show"], ["master"]]
+)
+def test_help_is_plain_text(cli, command: list[str]) -> None:
+    """Help reads "[required]", "[default: ...]": no markup escapes meant for rich."""
+    result = cli(*command, "--help")
+    assert result.code == 0
+    assert "Usage: ha-notify" in result.out and "\\[" not in result.out

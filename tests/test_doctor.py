@@ -353,6 +353,16 @@ def test_broken_keepalived_lines_fail(
     assert any(expected in f["detail"] for f in failing(findings)), failing(findings)
 
 
+def test_fix_keeps_the_config_option(tmp_path: Path, write_config: WriteConfig, cli: Cli) -> None:
+    """The suggested line fixes the state and keeps the line's own --config."""
+    cfg = write_config()
+    conf = keepalived_conf(tmp_path, instance(f'notify_fault "{BIN} falut --config {cfg}"'))
+    _, findings = doctor(cli, "-c", cfg, "--keepalived-config", conf)
+    (line,) = lines(findings, "notify_fault")
+    assert line["status"] == "fail"
+    assert line["fix"] == f'notify_fault "{BIN} fault --config {cfg}"'
+
+
 def test_tutorial_mail_script_is_a_warning(
     tmp_path: Path, write_config: WriteConfig, cli: Cli
 ) -> None:

@@ -63,6 +63,15 @@ def test_override_file_by_file(tmp_path: Path) -> None:
     assert "Cluster:        prod" in r.render("body.txt", event())
 
 
+def test_was_in_an_override(tmp_path: Path) -> None:
+    """``was``: the previous state when it differs, else empty (never "None")."""
+    (tmp_path / "subject.txt").write_text("{{ STATE }}[{{ was }}]")
+    r = Renderer("en", tmp_path)
+    assert r.subject(event()) == "MASTER[backup]"
+    assert r.subject(event(previous=None)) == "MASTER[]"
+    assert r.subject(event(previous="master")) == "MASTER[]"
+
+
 def test_language_specific_override_wins(tmp_path: Path) -> None:
     """templates_dir/<language>/NAME beats templates_dir/NAME."""
     (tmp_path / "zh_CN").mkdir()

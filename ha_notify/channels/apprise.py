@@ -1,7 +1,8 @@
 """Apprise, for the long tail of services: ``urls = ["tgram://...", "mailto://..."]``.
 
 Optional: ``pip install 'ha-notify[apprise]'``; imported only when such a channel is
-configured. Apprise reports success per URL but not why a URL failed (it logs that to the
+configured. ``urls`` are secrets like a password: inline in a private config, or one per line
+in ``urls_file``. Apprise reports success per URL but not why a URL failed (it logs that to the
 ``apprise`` logger), so a failure is retried. Errors name a URL by position and scheme only:
 Apprise URLs carry credentials.
 """
@@ -38,11 +39,12 @@ class AppriseChannel:
         t = config.options
         self.name = config.name
         self.renderer = context.renderer
-        urls: tuple[str, ...] = t.get_list("urls")
+        urls = t.secret_list("urls")  # Apprise URLs carry credentials
         self.timeout: float = t.get_float("timeout", 10.0)
         self.lib = _apprise(t.where("type"))
         self.targets: list[tuple[str, Any]] = []
-        for i, url in enumerate(urls):
+        for i, secret in enumerate(urls):
+            url = secret.reveal()
             target = self.lib.Apprise()
             scheme = url.partition("://")[0][:20]
             if not target.add(url):
@@ -52,7 +54,7 @@ class AppriseChannel:
                 )
             self.targets.append((f"urls[{i}] ({scheme}://)", target))
         if not self.targets:
-            raise t.error("urls", "at least one Apprise URL")
+            raise ConfigError(f"{t.where('urls')}: set urls or urls_file: at least one Apprise URL")
 
     def message(self, event: Event) -> dict[str, str]:
         return {

@@ -161,10 +161,13 @@ def problems(reply: Reply, min_up: int, ignore_backends: Iterable[str] = ()) -> 
             if up < min_up:
                 down = [f"{name} {status}" for name, status in members if not server_up(status)]
                 more = len(down) - MAX_NAMES
-                listed = ", ".join(down[:MAX_NAMES]) + (f", and {more} more" if more > 0 else "")
+                if down:
+                    why = ", ".join(down[:MAX_NAMES]) + (f", and {more} more" if more > 0 else "")
+                else:  # every server is UP: there are just not enough of them
+                    why = "lower min_up, or ignore this backend"
                 found.append(
                     f"backend {backend} has {up} of {len(members)} servers UP, "
-                    f"needs {min_up} ({listed})"
+                    f"needs {min_up} ({why})"
                 )
     return found
 

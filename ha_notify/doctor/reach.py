@@ -106,7 +106,9 @@ async def probe_smtp(channel: EmailChannel) -> Finding:
         channel.security != "none",
         channel.tls_verify,
         channel.host,
-        f"{where}: EHLO ok, {channel.security.upper()} handshake verified",
+        f"{where}: EHLO ok, {channel.security.upper()} handshake verified"
+        if channel.security != "none"
+        else f"{where}: EHLO ok",
     )
 
 

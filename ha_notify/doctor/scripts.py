@@ -160,20 +160,29 @@ def call_finding(call: Call) -> Finding:
             expected, args = _hook_state(kw) or sub.lower(), rest
         got = sub.lower() if sub.lower() in STATE_COMMANDS else sub
         if got != expected:
-            return fail(name, _mismatch(kw, sub, expected), f'{kw} "{bin_path} {expected}"')
+            return fail(name, _mismatch(kw, sub, expected), _fixed(call, bin_path, expected))
         error = _click_error(got, args)
         if error:
             return fail(
                 name,
                 f"ha-notify would refuse {line.command!r}: {error}",
-                f'{kw} "{bin_path} {expected}"',
+                _fixed(call, bin_path, expected),
             )
     except HaNotifyError as exc:
-        return fail(name, str(exc), f'{kw} "{bin_path} {_hook_state(kw) or "notify"}"')
+        return fail(name, str(exc), _fixed(call, bin_path, _hook_state(kw) or "notify"))
     config = call.option("--config", "-c")
     if config and not Path(config).is_file():
         return fail(name, f"--config {config} does not exist", "fix the path after --config")
     return ok(name, f"runs {shlex.join(call.argv)!s} as {call.user}")
+
+
+def _fixed(call: Call, bin_path: str, sub: str) -> str:
+    """The line as it should read: the right subcommand, the same --config if it had one."""
+    argv = [bin_path, sub]
+    config = call.option("--config", "-c")
+    if config:
+        argv += ["--config", config]
+    return f'{call.line.keyword} "{shlex.join(argv)}"'
 
 
 def _mismatch(keyword: str, sub: str, expected: str) -> str:
