@@ -204,11 +204,7 @@ class Table:
                 raise ConfigError(f"{self.where(name)}: environment variable {value} is not set")
             return Secret(env_value)
         secret_path = Path(value)
-        check_private(secret_path, "secrets file", key=self.where(name))
-        try:
-            text = secret_path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{self.where(name)}: cannot read {secret_path}: {exc}") from exc
+        text = self._secrets_file(name, secret_path).strip()
         if not text:
             raise ConfigError(f"{self.where(name)}: {secret_path} is empty")
         return Secret(text)
@@ -232,15 +228,17 @@ class Table:
                 check_private(self.path, "config file holding a secret", key=self.where(key))
         else:
             name = f"{key}_file"
-            path = self.get_path(name)
-            check_private(path, "secrets file", key=self.where(name))
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{self.where(name)}: cannot read {path}: {exc}") from exc
+            text = self._secrets_file(name, self.get_path(name))
             lines = (line.strip() for line in text.splitlines())
             values = tuple(line for line in lines if line and not line.startswith("#"))
         return tuple(Secret(v) for v in values)
+
+    def _secrets_file(self, name: str, path: Path) -> str:
+        check_private(path, "secrets file", key=self.where(name))
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.where(name)}: cannot read {path}: {exc}") from exc
 
     def reject_unknown(self, also_allowed: tuple[str, ...] = ()) -> None:
         unknown = sorted(set(self._data) - self._read - set(also_allowed))
