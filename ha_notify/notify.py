@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import sys
@@ -235,7 +236,7 @@ class Notifier:
     def send_without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
         """state_dir is unusable: say so, and still try every channel once, directly."""
         log.error("%s; sending without the spool (no retry possible)", exc)
-        print(f"ha-notify: {exc}; fix state_dir permissions. Sending directly.", file=sys.stderr)
+        print(f"ha-notify: {exc}; {_state_dir_fix(exc)}. Sending directly.", file=sys.stderr)
         event = self.make_event(req)
         targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
         outcome = self.run(dispatch.send_direct(self.channels, targets)) or Outcome()
@@ -275,3 +276,16 @@ class Notifier:
         for name in names:
             results.setdefault(name, "FAILED: deadline reached")
         return results
+
+
+def _state_dir_fix(exc: BaseException) -> str:
+    """What to do about an unusable state_dir, from the first OS error behind ``exc``."""
+    cause: Optional[BaseException] = exc
+    while cause is not None and not getattr(cause, "errno", None):
+        cause = cause.__cause__
+    code = getattr(cause, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on state_dir's filesystem"
+    if code == errno.EROFS:
+        return "state_dir is on a read-only filesystem: point state_dir elsewhere"
+    return "fix state_dir permissions"

@@ -165,6 +165,31 @@ def test_unwritable_state_dir_still_sends(
     assert len(smtp.messages) == 1
 
 
+@pytest.mark.root
+def test_full_disk_still_sends(
+    smtp: SMTPServer, write_config: WriteConfig, tmp_path: Path, cli
+) -> None:
+    """state_dir on a full filesystem (a real 64 KiB tmpfs): the fix names the space."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "state").mkdir(mode=0o700)
+        with (disk / "filler").open("wb", buffering=0) as filler, pytest.raises(OSError):
+            while True:
+                filler.write(b"\0" * 4096)
+        cfg = write_config({"mail": mail_channel(smtp.port)}, state_dir=str(disk / "state"))
+        result = cli("master", "-c", cfg)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert result.code == 1
+    assert "No space left on device" in result.err
+    assert "free space on state_dir's filesystem. Sending directly." in result.err
+    assert len(smtp.messages) == 1
+
+
 def test_older_state_never_after_newer(write_config: WriteConfig, cli) -> None:
     """A pending older delivery goes out before the newer one for the same instance."""
     server = SMTPServer()
