@@ -28,6 +28,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         import signal
 
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    from ha_notify import aio
+
+    aio.anchor_process_start()  # a notify's deadline counts from here, not from its imports
     from ha_notify.cli import run
 
     sys.exit(run(args))

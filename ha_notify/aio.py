@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import signal
 import threading
+import time
 from collections.abc import Awaitable
 from typing import Any, Callable, Optional, TypeVar
 
 T = TypeVar("T")
+_started: Optional[float] = None  # monotonic instant the process started (console script)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -97,6 +100,35 @@ def close_now(transport: Optional[asyncio.BaseTransport]) -> None:
     """
     if isinstance(transport, asyncio.WriteTransport):  # every socket transport is one
         transport.abort()
+
+
+def process_age() -> float:
+    """Seconds since this process started (``/proc/self/stat`` field 22 vs ``/proc/uptime``).
+
+    A notify's deadline counts from here: interpreter start-up and imports under CPU
+    contention are part of what keepalived waits for. 0 where /proc cannot tell.
+    """
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22; fields[0] is 3
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - started)
+
+
+def anchor_process_start() -> None:
+    """Called once by the console script: commands count their deadline from process start."""
+    global _started
+    _started = time.monotonic() - process_age()
+
+
+def command_start() -> float:
+    """Where a command's deadline counts from: the process start when run as the console
+    script, else now (a caller inside a longer-lived process passes its own deadline)."""
+    return time.monotonic() if _started is None else _started
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:

@@ -67,6 +67,7 @@ def _notify(
     notifier = Notifier(cfg)
     if dry_run:
         _print_rendered(notifier, notifier.preview(req), None)
+        _print_folded(notifier, req)
         return ExitCode.OK
     return notifier.notify(req)
 
@@ -130,10 +131,18 @@ def flush(
     """Deliver what the spool still holds."""
     notifier = Notifier(load(config))
     outcome = notifier.flush(due_only=due, retry_dead=retry_dead)
+    from ha_notify.status import quarantined
+
     left = len(notifier.spool.list_pending())
-    print(f"sent {len(outcome.sent)}, still pending {left}, given up {len(outcome.dead)}")
+    bad = quarantined(notifier.spool)
+    print(
+        f"sent {len(outcome.sent)}, still pending {left}, given up {len(outcome.dead)}, "
+        f"quarantined {len(bad)}"
+    )
     for error in sorted(set(outcome.errors.values())):
         print(f"  error: {error}", file=sys.stderr)
+    for q in bad:
+        print(f"  quarantined: {q['file']}: {q['reason']}", file=sys.stderr)
     return ExitCode.FAILED if outcome.dead else ExitCode.OK
 
 
@@ -183,8 +192,16 @@ def render(
     cfg = load(config)
     notifier = Notifier(cfg)
     name = parse_name(instance) if instance is not None else cfg.general.instance
-    _print_rendered(notifier, notifier.preview(Request(parse_state(state), name)), channel)
+    req = Request(parse_state(state), name)
+    _print_rendered(notifier, notifier.preview(req), channel)
+    _print_folded(notifier, req)
     return ExitCode.OK
+
+
+def _print_folded(notifier: Notifier, req: Request) -> None:
+    note = notifier.folded(req)
+    if note:
+        print(f"NOTE: {note}")
 
 
 @config_app.command("check")

@@ -12,13 +12,16 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Union
 
 from ha_notify.channels import Channel
-from ha_notify.errors import ChannelError, ConfigError
+from ha_notify.delivery import Delivery
+from ha_notify.errors import ChannelError, ConfigError, PartialDelivery
 from ha_notify.fsutil import open_lock
-from ha_notify.spool import Delivery, Spool
+from ha_notify.redact import error_text
+from ha_notify.spool import Spool
 
 log = logging.getLogger(__name__)
 Built = Union[Channel, ConfigError]  # a channel, or why it could not be built
@@ -31,7 +34,7 @@ class Outcome:
     sent: list[Delivery] = field(default_factory=list)
     retrying: list[Delivery] = field(default_factory=list)
     dead: list[Delivery] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)  # delivery path -> last error
+    errors: dict[str, str] = field(default_factory=dict)  # Delivery.id -> last error
 
 
 async def _lock(spool: Spool, group: tuple[str, str]) -> int:
@@ -51,30 +54,49 @@ async def _lock(spool: Spool, group: tuple[str, str]) -> int:
 
 async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -> bool:
     """Try one delivery; True if the group may go on to the next one."""
+    skip = (*d.leg.sent_to, *d.leg.dead_to)
     try:
-        await channel.send(d.event)
+        if skip and getattr(channel, "partial", False):
+            await channel.send(d.event, skip=skip)  # type: ignore[call-arg]
+        else:
+            await channel.send(d.event)
+    except PartialDelivery as exc:
+        why = error_text(channel, exc)
+        out.errors[d.id] = why
+        if exc.retryable:
+            log.warning("channel %s: %s; will retry those (event %s)", d.channel, why, d.event.id)
+            spool.failed(d, why, sent_to=exc.sent, dead_to=exc.dead)
+            out.retrying.append(d)
+            return False
+        spool.bury(d, why, sent_to=exc.sent, dead_to=exc.dead)
+        out.dead.append(d)
+        return True
     except ChannelError as exc:
-        out.errors[str(d.path)] = str(exc)
+        why = error_text(channel, exc)
+        out.errors[d.id] = why
         if not exc.retryable:
-            spool.bury(d, str(exc))
+            spool.bury(d, why)
             out.dead.append(d)
             return True
-        log.warning("channel %s: %s; will retry (event %s)", d.channel, exc, d.event.id)
-        spool.failed(d, str(exc), exc.retry_after)
+        log.warning("channel %s: %s; will retry (event %s)", d.channel, why, d.event.id)
+        if exc.retry_after is not None:
+            spool.waits.set(d.channel, exc.retry_after, why)
+        spool.failed(d, why, exc.retry_after)
         out.retrying.append(d)
         return False
     except asyncio.CancelledError:
-        out.errors[str(d.path)] = "deadline reached while sending"
+        out.errors[d.id] = "deadline reached while sending"
         spool.failed(d, "deadline reached while sending")
         out.retrying.append(d)
         raise
     except Exception as exc:  # a plugin bug must not lose the event: keep it and retry
         log.exception("channel %s crashed on event %s", d.channel, d.event.id)
-        out.errors[str(d.path)] = f"{type(exc).__name__}: {exc}"
-        spool.failed(d, f"{type(exc).__name__}: {exc}")
+        why = f"{type(exc).__name__}: {error_text(channel, exc)}"
+        out.errors[d.id] = why
+        spool.failed(d, why)
         out.retrying.append(d)
         return False
-    spool.done(d)
+    spool.done(d, tuple(r for r in getattr(channel, "to", ()) if r not in skip))
     out.sent.append(d)
     log.info(
         "delivered %s %s via %s (event %s, #%d)",
@@ -87,8 +109,23 @@ async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -
     return True
 
 
+def _hold(spool: Spool, d: Delivery, out: Outcome) -> bool:
+    """True (and noted) when the channel asked every process to wait (rate limited)."""
+    wait = spool.waits.get(d.channel)
+    if wait is None:
+        return False
+    left = wait.until - time.time()
+    out.errors[d.id] = f"channel asked to wait {left:.0f}s more ({wait.reason})"
+    out.retrying.append(d)
+    return True
+
+
 async def _group(
-    spool: Spool, group: tuple[str, str], channels: dict[str, Built], due_only: bool, out: Outcome
+    spool: Spool,
+    group: tuple[str, str],
+    channels: dict[str, Built],
+    due_only: bool,
+    out: Outcome,
 ) -> None:
     fd = await _lock(spool, group)
     try:
@@ -114,10 +151,10 @@ async def _group(
                     continue
                 if isinstance(channel, ConfigError):
                     spool.failed(d, str(channel))
-                    out.errors[str(d.path)] = str(channel)
+                    out.errors[d.id] = str(channel)
                     out.retrying.append(d)
                     return
-                if not await _send_one(spool, channel, d, out):
+                if _hold(spool, d, out) or not await _send_one(spool, channel, d, out):
                     return
     finally:
         os.close(fd)
@@ -129,14 +166,21 @@ async def flush(
     out: Outcome,
     *,
     due_only: bool = False,
+    mine: Collection[tuple[str, str]] = (),
 ) -> Outcome:
     """Deliver the pending deliveries of every group, concurrently, recording into ``out``.
 
+    With ``due_only``, a group goes only when its oldest delivery is due, except the groups
+    in ``mine`` (a notify's own new event, and what is queued before it, goes at once). A
+    channel that asked to wait (rate limited) is not called at all until then.
     ``out`` is filled as deliveries finish, so it still tells the truth when the deadline
     cancels the flush half-way.
     """
+    spool.refile()
     groups = list(spool.groups())
-    await asyncio.gather(*(_group(spool, g, channels, due_only, out) for g in groups))
+    await asyncio.gather(
+        *(_group(spool, g, channels, due_only and g not in mine, out) for g in groups)
+    )
     return out
 
 
@@ -147,14 +191,14 @@ async def send_direct(channels: dict[str, Built], deliveries: list[Delivery]) ->
     async def one(d: Delivery) -> None:
         channel = channels.get(d.channel)
         if channel is None or isinstance(channel, ConfigError):
-            out.errors[d.channel] = str(channel)
+            out.errors[d.id] = str(channel)
             out.dead.append(d)
             return
         try:
             await channel.send(d.event)
             out.sent.append(d)
         except Exception as exc:
-            out.errors[d.channel] = str(exc)
+            out.errors[d.id] = error_text(channel, exc)
             out.dead.append(d)
 
     await asyncio.gather(*(one(d) for d in deliveries))

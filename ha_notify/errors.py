@@ -49,6 +49,27 @@ class ChannelError(HaNotifyError):
         self.retry_after = retry_after
 
 
+class PartialDelivery(ChannelError):
+    """Some recipients accepted the message and some refused it.
+
+    ``sent`` accepted (never sent to again), ``retry`` refused for now (4xx: greylisting, a
+    full mailbox) and ``dead`` refused for good (5xx), each recipient with the server's words.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sent: tuple[str, ...] = (),
+        retry: Optional[dict[str, str]] = None,
+        dead: Optional[dict[str, str]] = None,
+    ) -> None:
+        super().__init__(message, retryable=bool(retry))
+        self.sent = sent
+        self.retry = dict(retry or {})
+        self.dead = dict(dead or {})
+
+
 class ChannelTimeoutError(ChannelError, TimeoutError):
     """A channel did not answer in time."""
 

@@ -82,6 +82,7 @@ def _reader(fd: int, lines: queue.Queue[str]) -> None:
 class FifoServer:
     def __init__(self, path: Path, config: Config) -> None:
         self.path = path
+        self.config = config
         self.notifier = Notifier(config)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stop_at: Optional[float] = None
@@ -93,30 +94,43 @@ class FifoServer:
             self.stop_at = time.monotonic() + GRACE_MAX
             self.lines.put(WAKE)  # the main loop may be waiting on the queue
 
-    def handle(self, line: str) -> bool:
-        """Record one line; True if something was spooled."""
+    def handle(self, line: str) -> set[tuple[str, str]]:
+        """Record one line; the (channel, instance) groups it spooled deliveries for."""
         try:
             parsed = parse_fifo_line(line)
         except UsageError as exc:
             log.warning("%s; skipped", exc)
-            return False
+            return set()
         if parsed is None:
             if line.strip():
                 log.info("notify FIFO: ignored %r", line.strip()[:120])
-            return False
+            return set()
         req = Request(parsed.state, parsed.name, parsed.kind, parsed.priority)
         try:
-            return bool(self.notifier.record(req))
+            return {d.group for d in self.notifier.record(req)}
         except SpoolError as exc:
             self.notifier.send_without_spool(req, exc)
-            return False
+            return set()
 
-    def deliver(self, due_only: bool) -> None:
+    def deliver(self, mine: set[tuple[str, str]]) -> None:
+        """Send what was just spooled (and what is due) within the deadline, or, after
+        SIGTERM, within what is left of the grace: the rest stays pending."""
         n = self.notifier
-        n.started = time.monotonic()
-        flush = dispatch.flush(n.spool, n.channels, dispatch.Outcome(), due_only=due_only)
+        n.set_deadline(self.config.general.deadline)
+        if self.stop_at is not None:
+            n.deadline_at = min(n.deadline_at, self.stop_at)
+        out = dispatch.Outcome()
+        flush = dispatch.flush(n.spool, n.channels, out, due_only=True, mine=mine)
         # A SIGTERM during delivery cancels it (the rest stays spooled) and starts the grace.
         n.run(flush, on_signal=lambda sig: self._on_term(sig, None))
+
+    def record_rest(self) -> None:
+        """Before exiting: record and spool every line already read, whatever the relay did."""
+        left = [line for line in self._drain(0.0) if line != WAKE]
+        for line in left:
+            self.handle(line)
+        if left:
+            log.info("recorded %d final FIFO lines; they stay spooled for the next run", len(left))
 
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -132,17 +146,20 @@ class FifoServer:
                 timeout = max(0.0, min(GRACE, self.stop_at - time.monotonic()))
             raw = self._drain(timeout)
             batch = [line for line in raw if line != WAKE]
-            spooled = [self.handle(line) for line in batch]
+            mine: set[tuple[str, str]] = set()
+            for line in batch:
+                mine |= self.handle(line)
             now = time.monotonic()
-            if any(spooled) or now - last_housekeeping >= IDLE:
+            if mine or now - last_housekeeping >= IDLE:
                 last_housekeeping = now
                 try:
                     self.notifier.settle_flapping()
                 except (SpoolError, OSError) as exc:
                     log.error("flapping check failed: %s", exc)
-                self.deliver(due_only=not any(spooled))
+                self.deliver(mine)
             # After SIGTERM: go on until the FIFO has been quiet for GRACE, or GRACE_MAX passed.
             if self.stop_at is not None and (not raw or time.monotonic() >= self.stop_at):
+                self.record_rest()
                 return ExitCode.OK
 
     def _drain(self, timeout: float) -> list[str]:

@@ -16,11 +16,13 @@ from typing import Any, Callable, Optional, TypeVar
 from ha_notify import aio, dispatch, node
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
+from ha_notify.delivery import Delivery
 from ha_notify.dispatch import Built, Outcome
 from ha_notify.errors import ConfigError, ExitCode, SpoolError
 from ha_notify.event import STABLE, TEST, Event, Node
+from ha_notify.redact import error_text
 from ha_notify.render import Renderer
-from ha_notify.spool import Delivery, Spool
+from ha_notify.spool import Spool
 from ha_notify.state import SUPPRESSED, Recorded, Settled, StateStore
 from ha_notify.summary import haproxy_summary
 
@@ -53,13 +55,18 @@ class Request:
 class Notifier:
     """Everything one invocation needs: config, renderer, channels, store and spool."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, deadline_at: Optional[float] = None) -> None:
+        """``deadline_at`` is a ``time.monotonic()`` instant; by default [general] deadline
+        seconds after the process started (see aio.command_start). A long-running caller
+        passes its own, or calls ``set_deadline`` before each round."""
         self.config = config
         g = config.general
         self.renderer = Renderer(g.language, g.templates_dir)
         self.store = StateStore(g.state_dir, g.flap_threshold, g.flap_window)
         self.spool = Spool(g.state_dir, g.max_age)
-        self.started = time.monotonic()
+        if deadline_at is None:
+            deadline_at = aio.command_start() + config.general.deadline
+        self.deadline_at = deadline_at
         self._channels: Optional[dict[str, Built]] = None
 
     @property
@@ -77,8 +84,18 @@ class Notifier:
             self._channels = built
         return self._channels
 
+    def set_deadline(self, seconds: float) -> None:
+        """Allow ``seconds`` from now (the FIFO reader and the watcher, once per round)."""
+        self.deadline_at = time.monotonic() + seconds
+
     def remaining(self) -> float:
-        return max(0.1, self.config.general.deadline - (time.monotonic() - self.started))
+        """Seconds left before the deadline (negative once it has passed)."""
+        return self.deadline_at - time.monotonic()
+
+    def lock_wait(self) -> float:
+        """How long to wait for the state lock: spooling the event comes before the deadline,
+        but a stuck holder must not hold us forever."""
+        return max(self.remaining(), 2.0)
 
     def node(self) -> Node:
         g = self.config.general
@@ -102,11 +119,28 @@ class Notifier:
 
     def preview(self, req: Request) -> Event:
         """The event ``req`` would make now (previous state, next number), recording nothing."""
-        try:
-            entry = self.store.snapshot().get(f"{req.kind}:{req.name}", {})
-        except OSError:
-            entry = {}
+        entry = self._entry(req)
         return self.make_event(req, previous=entry.get("state"), seq=int(entry.get("seq", 0)) + 1)
+
+    def _entry(self, req: Request) -> dict[str, Any]:
+        key = f"{req.kind}:{req.name}"
+        try:
+            entry = dict(self.store.snapshot().get(key, {}))
+            newest = self.spool.latest(key)
+        except OSError:
+            return {}
+        if newest is not None and newest.seq > int(entry.get("seq", 0)):
+            entry.update(state=newest.state, seq=newest.seq)
+        return entry
+
+    def folded(self, req: Request) -> str:
+        """Why ``req`` would send no message of its own now ("" if it would be sent)."""
+        if self.store.decide(self._entry(req), req.state, time.time()) != SUPPRESSED:
+            return ""
+        return (
+            f"{req.kind}:{req.name} is flapping: this {req.state.upper()} would be folded into "
+            "the flapping summary (sent when the instance is stable again), not sent on its own"
+        )
 
     def wanted(self, event: Event) -> list[str]:
         """The channels whose ``states`` filter lets this event through (tests go to all)."""
@@ -120,10 +154,30 @@ class Notifier:
         Returns None when the deadline or a signal cut it short: what was not sent is in
         the spool already.
         """
-        result = aio.run_bounded(coro, self.remaining(), on_signal)
+        left = self.remaining()
+        if left <= 0:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            log.warning("deadline reached before delivery; everything stays spooled")
+            return None
+        result = aio.run_bounded(coro, left, on_signal)
         if result is None:
             log.warning("stopped before every delivery finished; the rest stays spooled")
         return result
+
+    def _spool_settled(self, s: Settled, facts: Node, summary: tuple[str, ...]) -> Event:
+        kind, _, name = s.key.partition(":")
+        event = self.make_event(
+            Request(s.state, name, kind),
+            facts,
+            seq=s.seq,
+            subject=STABLE,
+            transitions=s.transitions,
+            haproxy=summary,
+        )
+        self.spool.add(event, self.wanted(event))
+        log.warning("%s is stable again in state %s", s.key, s.state.upper())
+        return event
 
     def settle_flapping(self) -> list[Event]:
         """Spool a "stable again" event for every instance whose flapping has ended."""
@@ -131,22 +185,9 @@ class Notifier:
             return []
         facts = self.node()
         summary = haproxy_summary(self.config.checks)
-
-        def spool_it(s: Settled) -> Event:
-            kind, _, name = s.key.partition(":")
-            event = self.make_event(
-                Request(s.state, name, kind),
-                facts,
-                seq=s.seq,
-                subject=STABLE,
-                transitions=s.transitions,
-                haproxy=summary,
-            )
-            self.spool.add(event, self.wanted(event))
-            log.warning("%s is stable again in state %s", s.key, s.state.upper())
-            return event
-
-        return self.store.settle(spool_it, timeout=self.remaining())
+        return self.store.settle(
+            lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait()
+        )
 
     def record(self, req: Request) -> list[Delivery]:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
@@ -169,7 +210,12 @@ class Notifier:
             return self.spool.add(event, self.wanted(event))
 
         rec, mine = self.store.record(
-            key, req.state, spool_it, timeout=self.remaining(), floor=self.spool.max_seq
+            key,
+            req.state,
+            spool_it,
+            timeout=self.lock_wait(),
+            latest=self.spool.latest,
+            on_settled=lambda s: self._spool_settled(s, facts, summary),
         )
         level = logging.WARNING if req.state in ("fault", "stop") else logging.INFO
         log.log(
@@ -182,6 +228,8 @@ class Notifier:
             "-" if req.priority is None else req.priority,
             rec.seq,
         )
+        if rec.warning:
+            print(f"ha-notify: {rec.warning}", file=sys.stderr)
         if not self.config.channels:
             print(
                 f"ha-notify: recorded {key} {req.state.upper()} (#{rec.seq}); no channel is "
@@ -203,23 +251,25 @@ class Notifier:
                 return self.send_without_spool(req, exc)
             outcome = Outcome()
             if self.config.channels:
-                # Older pending deliveries go too; only those due when this event made none
-                # (no channel wants this state, or it was folded into a flapping summary).
-                flush = dispatch.flush(self.spool, self.channels, outcome, due_only=not mine)
+                # This event's groups go at once (with what is queued before it, in order);
+                # other pending deliveries only when their backoff is over.
+                groups = {d.group for d in mine}
+                flush = dispatch.flush(
+                    self.spool, self.channels, outcome, due_only=True, mine=groups
+                )
                 self.run(flush)
             return self._verdict(mine, outcome)
 
     def _verdict(self, mine: list[Delivery], outcome: Outcome) -> ExitCode:
         """0 when each of this event's deliveries was sent or safely spooled, else 1."""
-        sent = {str(d.path) for d in outcome.sent}
-        dead = {str(d.path) for d in outcome.dead}
+        sent = {d.id for d in outcome.sent}
+        dead = {d.id for d in outcome.dead}
         failed = False
         for d in mine:
-            key = str(d.path)
             channel = self.channels.get(d.channel)
-            if key in dead:
+            if d.id in dead:
                 failed = True
-                why = outcome.errors.get(key, "gave up")
+                why = outcome.errors.get(d.id, "gave up")
                 print(f"ha-notify: NOT delivered via {d.channel}: {why}", file=sys.stderr)
             elif isinstance(channel, ConfigError):
                 failed = True  # a person must fix the config; the event waits in the spool
@@ -228,20 +278,29 @@ class Notifier:
                     f"is fixed (then: ha-notify flush): {channel}",
                     file=sys.stderr,
                 )
-            elif key not in sent:
-                why = outcome.errors.get(key, "waiting behind an older undelivered state")
+            elif d.id not in sent:
+                why = outcome.errors.get(d.id, "waiting behind an older undelivered state")
+                if d.id not in outcome.errors and self.remaining() <= 0:
+                    why = "deadline reached before it could be tried"
                 print(f"ha-notify: spooled for retry via {d.channel}: {why}", file=sys.stderr)
         return ExitCode.FAILED if failed else ExitCode.OK
 
     def send_without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
-        """state_dir is unusable: say so, and still try every channel once, directly."""
+        """The event could not be spooled (nothing of it is on disk): say so, and still try
+        every channel once, directly. Nothing is retried and nothing is sent twice."""
         log.error("%s; sending without the spool (no retry possible)", exc)
-        print(f"ha-notify: {exc}; {_state_dir_fix(exc)}. Sending directly.", file=sys.stderr)
-        event = self.make_event(req)
+        print(
+            f"ha-notify: {exc}; {_state_dir_fix(exc)}. Nothing was spooled. Sending directly.",
+            file=sys.stderr,
+        )
+        event = self.preview(req)
         targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
         outcome = self.run(dispatch.send_direct(self.channels, targets)) or Outcome()
         for d in outcome.sent:
             print(f"ha-notify: delivered via {d.channel} (unspooled)", file=sys.stderr)
+        for d in outcome.dead:
+            why = outcome.errors.get(d.id, "")
+            print(f"ha-notify: NOT delivered via {d.channel}: {why}", file=sys.stderr)
         return ExitCode.FAILED
 
     def flush(self, *, due_only: bool = False, retry_dead: bool = False) -> Outcome:
@@ -267,7 +326,7 @@ class Notifier:
                 await ch.send(event)
                 results[name] = "ok"
             except Exception as exc:
-                results[name] = f"FAILED: {exc}"
+                results[name] = f"FAILED: {error_text(ch, exc)}"
 
         async def every() -> None:
             await asyncio.gather(*(one(n) for n in names))

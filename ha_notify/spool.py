@@ -1,8 +1,14 @@
-"""The spool: one file per (event, channel) delivery, written before any channel is tried.
+"""The spool: one file per event, holding every channel's delivery, written before any send.
 
-Layout under ``state_dir/spool``: ``pending/`` (waiting or being retried), ``dead/`` (given up
-on, loudly: too old or not retryable), ``locks/`` (one flock per channel and instance, so a
-delivery is sent by one process at a time, in sequence order).
+Layout under ``state_dir/spool``: ``pending/`` (events with a channel still to deliver),
+``dead/`` (events whose remaining deliveries were given up on, loudly), ``done/`` (the last
+fully delivered event per instance: where the sequence number continues from), ``locks/``
+(one flock per channel and instance, so a delivery is sent by one process at a time, in
+sequence order, and one per instance for updating its event files), ``quarantine/``.
+
+One event is one file, written in one rename: a kill at any moment leaves it on disk for
+all of its channels or for none. Per channel it records the status (``pending``, ``sent``,
+``dead``), attempts and backoff, and for email which recipients already have it.
 """
 
 from __future__ import annotations
@@ -14,20 +20,24 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from ha_notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, make_dirs
+from ha_notify.fsutil import atomic_write, locked, make_dirs
+from ha_notify.quarantine import Quarantine
+from ha_notify.waits import Waits
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_MAX = 3600.0
+STALE_TMP = 3600.0  # a temporary file this old was left by a killed writer
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -38,102 +48,95 @@ def backoff(attempts: int, retry_after: Optional[float] = None) -> float:
     return float(max(delay, retry_after or 0.0))
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One event to be sent through one channel."""
-
-    path: Path
-    channel: str
-    event: Event
-    created: float
-    attempts: int = 0
-    next_attempt: float = 0.0
-    last_error: str = ""
-
-    @property
-    def group(self) -> tuple[str, str]:
-        return (self.channel, self.event.key)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "channel": self.channel,
-            "event": self.event.to_json(),
-            "created": self.created,
-            "attempts": self.attempts,
-            "next_attempt": self.next_attempt,
-            "last_error": self.last_error,
-        }
-
-
 class Spool:
     def __init__(self, state_dir: Path, max_age: float = 86400.0) -> None:
         self.root = state_dir / "spool"
         self.pending = self.root / "pending"
         self.dead = self.root / "dead"
+        self.done_dir = self.root / "done"
         self.locks = self.root / "locks"
+        self.quarantine = Quarantine(self.root / "quarantine")
+        self.waits = Waits(self.root / "waits")
         self.max_age = max_age
 
     def ensure(self) -> None:
         try:
-            make_dirs(self.pending, self.dead, self.locks)
+            make_dirs(self.pending, self.dead, self.done_dir, self.locks)
         except OSError as exc:
             raise SpoolError(f"spool {self.root}: cannot create it: {exc.strerror}") from exc
 
     def add(self, event: Event, channels: list[str]) -> list[Delivery]:
-        """Write one delivery per channel (write, fsync, rename) and return them."""
+        """Write the event with one pending leg per channel, in one rename; its deliveries."""
+        if not channels:
+            return []
         self.ensure()
-        now = time.time()
-        made = []
+        entry = EventFile(self.pending / f"{event.id}.json", event, time.time(), {})
+        entry = replace(entry, legs={name: Leg() for name in channels})
         try:
-            for channel in channels:
-                path = self.pending / f"{event.id}-{_digest(channel)}.json"
-                delivery = Delivery(path, channel, event, created=now)
-                atomic_write(path, json.dumps(delivery.to_json(), ensure_ascii=False))
-                made.append(delivery)
+            atomic_write(entry.path, json.dumps(entry.to_json(), ensure_ascii=False))
         except OSError as exc:
             raise SpoolError(f"spool {self.pending}: cannot write: {exc}") from exc
-        return made
+        return entry.deliveries()
 
-    def read(self, path: Path) -> Optional[Delivery]:
-        """The delivery at ``path``, or None if it is gone (sent by someone else) or damaged."""
+    def read(self, path: Path) -> Optional[EventFile]:
+        """The event file at ``path``; None if gone (finished elsewhere) or quarantined."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return Delivery(
-                path=path,
-                channel=data["channel"],
-                event=Event.from_json(data["event"]),
-                created=float(data["created"]),
-                attempts=int(data.get("attempts", 0)),
-                next_attempt=float(data.get("next_attempt", 0.0)),
-                last_error=str(data.get("last_error", "")),
-            )
+            return parse(path, json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except PermissionError as exc:
-            raise SpoolError(
-                f"spool file {path}: permission denied; run ha-notify as the user that owns "
-                "state_dir (keepalived's script_user)"
-            ) from exc
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spool file %s is damaged (%s); moved to %s", path, exc, self.dead)
-            self._move(path, self.dead / path.name)
-            return None
+        except PermissionError:
+            owner = "?"
+            with contextlib.suppress(OSError):
+                owner = str(path.stat().st_uid)
+            self.quarantine.put(
+                path,
+                f"permission denied (owner uid {owner}): chown it to state_dir's owner "
+                "(keepalived's script_user) and move it back to pending/",
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.quarantine.put(path, f"damaged spool file: {type(exc).__name__}: {exc}")
+        return None
 
-    def _list(self, folder: Path) -> list[Delivery]:
+    def scan(self, folder: Path) -> list[EventFile]:
+        """Every event file in ``folder``; damaged or foreign files are quarantined."""
         try:
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+            names = sorted(os.listdir(folder))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise SpoolError(f"spool {folder}: cannot read it: {exc.strerror or exc}") from exc
-        found = (self.read(folder / n) for n in names)
-        return [d for d in found if d is not None]
+        found = []
+        for name in names:
+            path = folder / name
+            if name.startswith(".tmp-"):  # a write in progress, or a killed writer's leftover
+                with contextlib.suppress(OSError):
+                    if time.time() - path.stat().st_mtime > STALE_TMP:
+                        path.unlink()
+                continue
+            if not name.endswith(".json") or not path.is_file():
+                self.quarantine.put(path, "not a spool file (foreign name or type)")
+                continue
+            entry = self.read(path)
+            if entry is not None:
+                found.append(entry)
+        return found
 
     def list_pending(self) -> list[Delivery]:
-        return self._list(self.pending)
+        return [d for e in self.scan(self.pending) for d in e.deliveries()]
+
+    def refile(self) -> None:
+        """File away events in pending/ with nothing left to send (a writer killed between
+        its last update and the move)."""
+        for entry in self.scan(self.pending):
+            if all(leg.status != PENDING for leg in entry.legs.values()):
+                with locked(self.locks / f"event-{digest(entry.event.key)}.lock"):
+                    fresh = self.read(entry.path)
+                    if fresh is not None:
+                        self._file(fresh)
 
     def list_dead(self) -> list[Delivery]:
-        return self._list(self.dead)
+        folders = (self.pending, self.dead)
+        return [d for f in folders for e in self.scan(f) for d in e.deliveries(DEAD)]
 
     def groups(self) -> dict[tuple[str, str], list[Delivery]]:
         """Pending deliveries per (channel, instance), oldest sequence number first."""
@@ -144,63 +147,134 @@ class Spool:
             items.sort(key=lambda d: (d.event.seq, d.created))
         return out
 
-    def max_seq(self, key: str) -> int:
-        """The highest sequence number of ``key`` still pending or dead (0 if none)."""
-        found = [d.event.seq for d in self.list_pending() + self.list_dead() if d.event.key == key]
-        return max(found, default=0)
+    def latest(self, key: str) -> Optional[Event]:
+        """The newest event of ``key`` the spool knows (pending, dead or last delivered)."""
+        found = [e.event for f in (self.pending, self.dead) for e in self.scan(f)]
+        last = self.read(self._done_path(key)) if self.done_dir.is_dir() else None
+        if last is not None:
+            found.append(last.event)
+        mine = [e for e in found if e.key == key]
+        return max(mine, key=lambda e: e.seq, default=None)
+
+    def counts(self) -> dict[str, Any]:
+        """Pending and dead deliveries per channel, and the quarantined files (for metrics)."""
+        pending: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        for folder in (self.pending, self.dead):
+            for entry in self.scan(folder):
+                for name, leg in entry.legs.items():
+                    if leg.status == PENDING:
+                        pending[name] = pending.get(name, 0) + 1
+                    elif leg.status == DEAD:
+                        dead[name] = dead.get(name, 0) + 1
+        return {"pending": pending, "dead": dead, "quarantined": len(self.quarantine.list())}
 
     def lock_path(self, group: tuple[str, str]) -> Path:
-        return self.locks / f"{_digest(group[0] + chr(0) + group[1])}.lock"
+        return self.locks / f"{digest(group[0] + chr(0) + group[1])}.lock"
 
-    def done(self, delivery: Delivery) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(delivery.path)
+    def _done_path(self, key: str) -> Path:
+        return self.done_dir / f"{digest(key)}.json"
 
-    def failed(self, delivery: Delivery, error: str, retry_after: Optional[float] = None) -> None:
-        attempts = delivery.attempts + 1
-        updated = replace(
-            delivery,
-            attempts=attempts,
-            next_attempt=time.time() + backoff(attempts, retry_after),
-            last_error=error,
-        )
-        atomic_write(delivery.path, json.dumps(updated.to_json(), ensure_ascii=False))
+    def update(self, d: Delivery, change: Callable[[Leg], Leg]) -> None:
+        """Change one leg of ``d``'s event file under its instance's lock, then file it:
+        still pending, all given up (to dead/), or all delivered (to done/)."""
+        self.ensure()
+        with locked(self.locks / f"event-{digest(d.event.key)}.lock"):
+            entry = self.read(d.path)
+            if entry is None or d.channel not in entry.legs:
+                return
+            legs = dict(entry.legs)
+            legs[d.channel] = change(legs[d.channel])
+            entry = replace(entry, legs=legs)
+            atomic_write(entry.path, json.dumps(entry.to_json(), ensure_ascii=False))
+            self._file(entry)
+
+    def _file(self, entry: EventFile) -> None:
+        """Move an event with no pending leg out of pending/: to dead/ if a leg was given up,
+        else to done/ (only the newest delivered event per instance is kept)."""
+        statuses = {leg.status for leg in entry.legs.values()}
+        if PENDING in statuses:
+            return
+        if DEAD in statuses:
+            os.replace(entry.path, self.dead / entry.path.name)
+            return
+        done = self._done_path(entry.event.key)
+        last = self.read(done) if done.exists() else None
+        if last is not None and last.event.seq > entry.event.seq:
+            os.unlink(entry.path)
+        else:
+            os.replace(entry.path, done)
+
+    def done(self, d: Delivery, sent_to: tuple[str, ...] = ()) -> None:
+        self.update(d, lambda leg: replace(leg, status=SENT, sent_to=leg.sent_to + sent_to))
+
+    def failed(
+        self,
+        d: Delivery,
+        error: str,
+        retry_after: Optional[float] = None,
+        sent_to: tuple[str, ...] = (),
+        dead_to: Optional[dict[str, str]] = None,
+    ) -> None:
+        def change(leg: Leg) -> Leg:
+            attempts = leg.attempts + 1
+            return replace(
+                leg,
+                attempts=attempts,
+                next_attempt=time.time() + backoff(attempts, retry_after),
+                last_error=error,
+                sent_to=leg.sent_to + sent_to,
+                dead_to={**leg.dead_to, **(dead_to or {})},
+            )
+
+        self.update(d, change)
 
     def expired(self, delivery: Delivery, now: Optional[float] = None) -> bool:
         return ((now or time.time()) - delivery.created) > self.max_age
 
-    def bury(self, delivery: Delivery, reason: str) -> None:
-        """Move to dead/ and say so loudly: the operator must see what was not delivered."""
-        self.ensure()
-        updated = replace(delivery, last_error=reason)
-        target = self.dead / delivery.path.name
-        atomic_write(target, json.dumps(updated.to_json(), ensure_ascii=False))
-        self.done(delivery)
+    def bury(
+        self,
+        d: Delivery,
+        reason: str,
+        sent_to: tuple[str, ...] = (),
+        dead_to: Optional[dict[str, str]] = None,
+    ) -> None:
+        """Give up on one leg and say so loudly: the operator must see what was not delivered."""
+
+        def change(leg: Leg) -> Leg:
+            dead = {**leg.dead_to, **(dead_to or {})}
+            return replace(
+                leg, status=DEAD, last_error=reason, sent_to=leg.sent_to + sent_to, dead_to=dead
+            )
+
+        self.update(d, change)
         log.error(
-            "GAVE UP on %s via channel %s (%s -> %s, event %s): %s; kept in %s "
+            "GAVE UP on %s via channel %s (%s -> %s, event %s): %s "
             "(`ha-notify flush --retry-dead` tries again)",
-            delivery.event.key,
-            delivery.channel,
-            delivery.event.previous or "?",
-            delivery.event.state,
-            delivery.event.id,
+            d.event.key,
+            d.channel,
+            d.event.previous or "?",
+            d.event.state,
+            d.event.id,
             reason,
-            target,
         )
 
     def revive(self) -> int:
-        """Move every dead delivery back to pending with a fresh age and no attempts."""
+        """Dead legs go back to pending, fresh; recipients that accepted stay served."""
         count = 0
-        for d in self.list_dead():
-            fresh = replace(d, path=self.pending / d.path.name, created=time.time(), attempts=0)
-            atomic_write(fresh.path, json.dumps(fresh.to_json(), ensure_ascii=False))
-            os.unlink(d.path)
-            count += 1
+        for folder in (self.pending, self.dead):
+            for entry in self.scan(folder):
+                dead = [n for n, leg in entry.legs.items() if leg.status == DEAD]
+                if not dead:
+                    continue
+                legs = dict(entry.legs)
+                for name in dead:
+                    legs[name] = replace(legs[name], status=PENDING, attempts=0, dead_to={})
+                fresh = replace(entry, path=self.pending / entry.path.name, legs=legs)
+                fresh = replace(fresh, created=time.time())
+                with locked(self.locks / f"event-{digest(entry.event.key)}.lock"):
+                    atomic_write(fresh.path, json.dumps(fresh.to_json(), ensure_ascii=False))
+                    if entry.path != fresh.path:
+                        os.unlink(entry.path)
+                count += len(dead)
         return count
-
-    def _move(self, source: Path, target: Path) -> None:
-        try:
-            make_dirs(target.parent)
-            os.replace(source, target)
-        except OSError as exc:
-            log.error("cannot move %s to %s: %s", source, target, exc)

@@ -1,4 +1,10 @@
-"""The state store: last state and sequence number per instance, and flapping detection."""
+"""The state store: last state and sequence number per instance, and flapping detection.
+
+``state.json`` is a cache of what the spool proves: the event file is written first (one
+rename), ``state.json`` after it. A kill in between, a lost or damaged store, or a store that
+cannot be written (full disk) is repaired from the spool's newest event for the instance, so
+a sequence number is never reused and "previous" never lies.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 from ha_notify.errors import SpoolError
-from ha_notify.event import FLAPPING, TRANSITION, Transition
+from ha_notify.event import FLAPPING, TRANSITION, Event, Transition
 from ha_notify.fsutil import atomic_write, locked, make_dirs
+from ha_notify.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 SUPPRESSED = "suppressed"  # recorded, summarised later; no message of its own
@@ -28,6 +35,7 @@ class Recorded:
     seq: int
     subject: str
     transitions: tuple[Transition, ...] = ()
+    warning: str = ""  # set when state.json could not be written (the spool holds the truth)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,33 @@ def _transitions(rows: list[dict[str, Any]]) -> tuple[Transition, ...]:
     return tuple(Transition(r["state"], r.get("previous"), r["seq"], _iso(r["ts"])) for r in rows)
 
 
+def _row(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("state"), str)
+        and isinstance(row.get("seq"), int)
+        and isinstance(row.get("ts"), (int, float))
+    )
+
+
+def check_entry(entry: Any) -> str:
+    """Why ``entry`` is not a valid store entry ("" if it is)."""
+    if not isinstance(entry, dict):
+        return f"expected an object, found {type(entry).__name__}"
+    checks: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+        ("state", lambda v: v is None or isinstance(v, str)),
+        ("seq", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        ("since", lambda v: isinstance(v, (int, float))),
+        ("flapping_since", lambda v: v is None or isinstance(v, (int, float))),
+        ("history", lambda v: isinstance(v, list) and all(_row(r) for r in v)),
+        ("flap_rows", lambda v: isinstance(v, list) and all(_row(r) for r in v)),
+    )
+    for name, ok in checks:
+        if name in entry and not ok(entry[name]):
+            return f"{name} has the wrong type ({entry[name]!r:.40})"
+    return ""
+
+
 class StateStore:
     """``state.json`` under ``state_dir``, read and written under one flock."""
 
@@ -57,6 +92,7 @@ class StateStore:
         self.lock = state_dir / "state.lock"
         self.flap_threshold = flap_threshold
         self.flap_window = flap_window
+        self.quarantine = Quarantine(state_dir / "spool" / "quarantine")
 
     def _ensure(self) -> None:
         if self.dir.exists() and not self.dir.is_dir():
@@ -66,23 +102,67 @@ class StateStore:
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot create it: {exc.strerror}") from exc
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, repair: bool = False) -> dict[str, Any]:
+        """Every valid entry; damage is logged (and, under the lock, set aside) never raised."""
         try:
             data = json.loads(self.file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except (ValueError, OSError) as exc:
-            # A damaged store must not block alerts: start over, loudly.
-            log.error("state file %s is unreadable (%s); starting a new one", self.file, exc)
+            data, why = None, f"unreadable ({exc})"
+        else:
+            why = "" if isinstance(data, dict) else f"not an object ({type(data).__name__})"
+        if why:
+            # A damaged store must not block alerts: start over, loudly, from the spool.
+            log.error("state file %s is %s; starting a new one from the spool", self.file, why)
+            if repair:
+                self.quarantine.put(self.file, f"damaged state file: {why}")
             return {}
-        return data if isinstance(data, dict) else {}
+        assert isinstance(data, dict)
+        good = {}
+        for key, entry in data.items():
+            problem = check_entry(entry)
+            if problem:
+                log.error(
+                    "state file %s: entry %s is damaged (%s); reset: its sequence continues "
+                    "from the spool",
+                    self.file,
+                    key,
+                    problem,
+                )
+            else:
+                good[key] = entry
+        return good
 
     def _write(self, data: dict[str, Any]) -> None:
         atomic_write(self.file, json.dumps(data, ensure_ascii=False, sort_keys=True))
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything known per instance key (for ``status``)."""
+        """Everything known per instance key (for ``status`` and metrics)."""
         return self._read()
+
+    def _history(self, entry: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        return [r for r in entry.get("history", []) if now - r["ts"] <= self.flap_window]
+
+    def _quiet(self, entry: dict[str, Any], now: float) -> bool:
+        """Flapping, and no change for a whole window: time for the "stable again" summary."""
+        if entry.get("flapping_since") is None:
+            return False
+        return now - float(entry.get("since", now)) >= self.flap_window
+
+    def decide(self, entry: dict[str, Any], state: str, now: float) -> str:
+        """What a new ``state`` becomes: a transition, the flapping summary, or suppressed.
+
+        Settling comes first: after a quiet window the instance is no longer flapping, so the
+        first change after it is delivered at once. A repeat of the same state is no change.
+        """
+        flapping = entry.get("flapping_since") is not None and not self._quiet(entry, now)
+        repeat = entry.get("state") == state
+        if flapping:
+            return SUPPRESSED
+        if not repeat and len(self._history(entry, now)) + 1 > self.flap_threshold:
+            return FLAPPING
+        return TRANSITION
 
     def record(
         self,
@@ -91,14 +171,14 @@ class StateStore:
         then: Callable[[Recorded], T],
         now: Optional[float] = None,
         timeout: Optional[float] = None,
-        floor: Callable[[str], int] = lambda key: 0,
+        latest: Callable[[str], Optional[Event]] = lambda key: None,
+        on_settled: Optional[Callable[[Settled], Any]] = None,
     ) -> tuple[Recorded, T]:
         """Record ``state`` for ``key`` and run ``then`` (spooling) under the same lock.
 
-        Deciding the sequence number and spooling the event happen atomically, so a
-        delivery with a higher sequence number is never on disk before a lower one. An
-        instance the store does not know (first event, or a lost state file) continues after
-        ``floor(key)``, the highest number still in the spool, so it cannot jump the queue.
+        The sequence number and previous state continue from whichever is newer: the store
+        or ``latest(key)``, the spool's newest event for the instance. ``then`` writes the
+        event before the store is written, so a kill in between is repaired next time.
         """
         now = time.time() if now is None else now
         self._ensure()
@@ -109,28 +189,67 @@ class StateStore:
                         f"state_dir {self.dir}: {self.lock.name} is held by another "
                         f"process (waited {timeout:g}s)"
                     )
-                data = self._read()
+                data = self._read(repair=True)
                 entry = data.setdefault(key, {})
-                previous = entry.get("state")
-                seq = int(entry["seq"] if "seq" in entry else floor(key)) + 1
-                row = {"state": state, "previous": previous, "seq": seq, "ts": now}
-                history = [r for r in entry.get("history", []) if now - r["ts"] <= self.flap_window]
-                history.append(row)
-                entry.update(state=state, seq=seq, since=now, history=history[-HISTORY:])
-                if entry.get("flapping_since") is not None:
-                    entry.setdefault("flap_rows", []).append(row)
-                    result = Recorded(previous, seq, SUPPRESSED)
-                elif len(history) > self.flap_threshold:
-                    entry["flapping_since"] = now
-                    entry["flap_rows"] = []
-                    result = Recorded(previous, seq, FLAPPING, _transitions(history))
-                else:
-                    result = Recorded(previous, seq, TRANSITION)
+                self._repair(key, entry, latest(key))
+                if self._quiet(entry, now):
+                    quiet = self._settle_entry(key, entry)
+                    if on_settled is not None:
+                        on_settled(quiet)
+                result = self._apply(entry, state, now)
                 spooled = then(result)
-                self._write(data)
+                try:
+                    self._write(data)
+                except OSError as exc:
+                    warning = (
+                        f"state file {self.file} could not be written ({exc}); the event is "
+                        "spooled and the next run takes its state from the spool"
+                    )
+                    log.error("%s", warning)
+                    result = Recorded(result.previous, result.seq, result.subject, (), warning)
                 return result, spooled
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot record state: {exc}") from exc
+
+    def _repair(self, key: str, entry: dict[str, Any], newest: Optional[Event]) -> None:
+        if newest is None or newest.seq <= int(entry.get("seq", 0)):
+            return
+        if "seq" in entry:
+            log.warning(
+                "%s: the store says #%s but the spool holds #%d (%s): continuing from the spool",
+                key,
+                entry["seq"],
+                newest.seq,
+                newest.state,
+            )
+        entry.update(state=newest.state, seq=newest.seq)
+
+    def _apply(self, entry: dict[str, Any], state: str, now: float) -> Recorded:
+        subject = self.decide(entry, state, now)
+        previous = entry.get("state")
+        seq = int(entry.get("seq", 0)) + 1
+        row = {"state": state, "previous": previous, "seq": seq, "ts": now}
+        history = self._history(entry, now)
+        if previous != state:
+            history.append(row)
+        entry.update(state=state, seq=seq, history=history[-HISTORY:])
+        if previous != state or "since" not in entry:
+            entry["since"] = now
+        if subject == SUPPRESSED:
+            entry.setdefault("flap_rows", []).append(row)
+            return Recorded(previous, seq, SUPPRESSED)
+        if subject == FLAPPING:
+            entry["flapping_since"] = now
+            entry["flap_rows"] = []
+            return Recorded(previous, seq, FLAPPING, _transitions(history))
+        return Recorded(previous, seq, TRANSITION)
+
+    def _settle_entry(self, key: str, entry: dict[str, Any]) -> Settled:
+        rows = entry.pop("flap_rows", [])
+        entry["flapping_since"] = None
+        entry["seq"] = int(entry.get("seq", 0)) + 1
+        entry["history"] = []
+        return Settled(key, entry["state"], entry["seq"], _transitions(rows))
 
     def any_flapping(self) -> bool:
         """Whether any instance is flapping now (a lock-free read: a hint, not a decision)."""
@@ -151,17 +270,10 @@ class StateStore:
             with locked(self.lock, timeout) as got:
                 if not got:
                     return settled  # someone else holds the store; the next run settles
-                data = self._read()
+                data = self._read(repair=True)
                 for key, entry in data.items():
-                    if entry.get("flapping_since") is None:
-                        continue
-                    if now - float(entry.get("since", now)) < self.flap_window:
-                        continue
-                    rows = entry.pop("flap_rows", [])
-                    entry["flapping_since"] = None
-                    entry["seq"] = int(entry.get("seq", 0)) + 1
-                    quiet = Settled(key, entry["state"], entry["seq"], _transitions(rows))
-                    settled.append(then(quiet))
+                    if self._quiet(entry, now):
+                        settled.append(then(self._settle_entry(key, entry)))
                 if settled:
                     self._write(data)
         except OSError as exc:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ha_notify.config import Config
+from ha_notify.delivery import Delivery
 from ha_notify.spool import Spool
 from ha_notify.state import StateStore
 
@@ -35,6 +36,7 @@ def collect(config: Config) -> dict[str, Any]:
             "flapping": entry.get("flapping_since") is not None,
         }
     channels: dict[str, Any] = {}
+    recipients: list[dict[str, Any]] = []
     for d in spool.list_pending():
         info = channels.setdefault(
             d.channel, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
@@ -46,7 +48,10 @@ def collect(config: Config) -> dict[str, Any]:
         if d.last_error:
             info["last_error"] = d.last_error
             info["attempts"] = max(info["attempts"], d.attempts)
+        recipients += _recipients(d, "pending")
     dead = spool.list_dead()
+    for d in dead:
+        recipients += _recipients(d, "dead")
     return {
         "config": str(config.path) if config.path else None,
         "state_dir": str(g.state_dir),
@@ -54,7 +59,29 @@ def collect(config: Config) -> dict[str, Any]:
         "pending": channels,
         "dead": len(dead),
         "dead_last_error": dead[-1].last_error if dead else "",
+        "recipients": recipients,
+        "quarantined": quarantined(spool),
     }
+
+
+def quarantined(spool: Spool) -> list[dict[str, str]]:
+    return [{"file": str(q.path), "reason": q.reason} for q in spool.quarantine.list()]
+
+
+def _recipients(d: Delivery, status: str) -> list[dict[str, Any]]:
+    """Per-recipient detail of a delivery that some recipients already have or refused."""
+    if not d.leg.sent_to and not d.leg.dead_to:
+        return []
+    return [
+        {
+            "channel": d.channel,
+            "event": d.event.id,
+            "status": status,
+            "sent_to": list(d.leg.sent_to),
+            "dead_to": dict(d.leg.dead_to),
+            "last_error": d.last_error,
+        }
+    ]
 
 
 def format_text(report: dict[str, Any]) -> str:
@@ -82,8 +109,18 @@ def format_text(report: dict[str, Any]) -> str:
         )
         if info["last_error"]:
             lines.append(f"  {'':<16} last error: {info['last_error']}")
+    for r in report["recipients"]:
+        dead = ", ".join(f"{a} ({why})" for a, why in r["dead_to"].items()) or "none"
+        lines.append(
+            f"  {r['channel']:<16} event {r['event'][:12]} ({r['status']}): "
+            f"sent to {', '.join(r['sent_to']) or 'nobody yet'}; given up for {dead}"
+        )
     lines.append("")
     lines.append(f"given up (dead letters): {report['dead']}")
     if report["dead_last_error"]:
         lines.append(f"  last: {report['dead_last_error']}")
+    lines.append("")
+    lines.append(f"quarantined files: {len(report['quarantined'])}")
+    for q in report["quarantined"]:
+        lines.append(f"  {q['file']}: {q['reason']}")
     return "\n".join(lines)

@@ -79,7 +79,7 @@ def test_hung_server_returns_at_deadline_and_spools(
     assert proc.returncode == 0
     files = pending(tmp_path / "state")
     assert len(files) == 1
-    assert "deadline" in json.loads(files[0].read_text())["last_error"]
+    assert "deadline" in json.loads(files[0].read_text())["channels"]["mail"]["last_error"]
 
 
 def test_fifty_concurrent_invocations(
@@ -186,7 +186,9 @@ def test_full_disk_still_sends(
         subprocess.run(["umount", str(disk)], check=True)
     assert result.code == 1
     assert "No space left on device" in result.err
-    assert "free space on state_dir's filesystem. Sending directly." in result.err
+    assert (
+        "free space on state_dir's filesystem. Nothing was spooled. Sending directly." in result.err
+    )
     assert len(smtp.messages) == 1
 
 
@@ -355,7 +357,10 @@ def test_hung_resolver_cannot_hold_past_deadline(
     )
     assert proc.returncode == 0, proc.stderr
     files = pending(tmp_path / "state")
-    assert len(files) == 1 and "deadline" in json.loads(files[0].read_text())["last_error"]
+    assert (
+        len(files) == 1
+        and "deadline" in json.loads(files[0].read_text())["channels"]["mail"]["last_error"]
+    )
 
 
 @pytest.mark.root

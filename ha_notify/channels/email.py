@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 import email.utils
 import logging
 import re
 import ssl
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Optional
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import aiosmtplib
 
 from ha_notify import aio, tls
-from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
+from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError, PartialDelivery
 
 if TYPE_CHECKING:
     from ha_notify.channels import Context
@@ -52,22 +54,32 @@ class SMTP(aiosmtplib.SMTP):
         aio.close_now(transport)
 
 
-async def hang_up(smtp: aiosmtplib.SMTP) -> None:
-    """QUIT politely within 1 s, then release the connection whatever state it is in.
+async def hang_up(smtp: aiosmtplib.SMTP, polite: bool = True) -> None:
+    """QUIT politely within 1 s (unless cut short), then release the connection.
 
     After a failed handshake aiosmtplib can report "not connected" while its transport is
-    still open: close() is idempotent and always runs. The last turn lets the socket go
-    before the caller's event loop may end.
+    still open: close() is idempotent and always runs. A delivery cancelled by the deadline
+    or a signal skips QUIT: the deadline is hard. The last turn lets the socket go before
+    the caller's event loop may end.
     """
     try:
-        if smtp.is_connected:
-            # A courtesy, and possibly past the deadline already: never more than 1 s.
+        if polite and smtp.is_connected:
             await asyncio.wait_for(smtp.quit(), 1)
     except Exception:
         pass  # the server is gone or rude: closing below is all that is left to do
     finally:
         smtp.close()
-        await asyncio.sleep(0)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+
+
+def _refusals(pairs: Iterable[tuple[str, int, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Refused recipients split into (retry later: 4xx, given up: 5xx), with the reason."""
+    retry: dict[str, str] = {}
+    dead: dict[str, str] = {}
+    for rcpt, code, message in pairs:
+        (retry if code < 500 else dead)[rcpt] = f"{code} {message}"
+    return retry, dead
 
 
 class EmailChannel:
@@ -147,10 +159,14 @@ class EmailChannel:
             )
         return SMTP(**kwargs)
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: Event, skip: Collection[str] = ()) -> None:
+        """Mail ``event`` to every recipient but those in ``skip`` (who have it or refused it)."""
         msg = self.build(event)
+        recipients = [r for r in self.to if r not in skip]
+        if not recipients:
+            return
         try:
-            await asyncio.wait_for(self._deliver(msg), self.timeout)
+            await asyncio.wait_for(self._deliver(msg, recipients), self.timeout)
         except (asyncio.TimeoutError, aiosmtplib.SMTPTimeoutError) as exc:
             raise ChannelTimeoutError(
                 f"SMTP {self.host}:{self.port} did not answer within {self.timeout:g}s"
@@ -177,35 +193,74 @@ class EmailChannel:
             retryable=False,
         )
 
-    async def _deliver(self, msg: EmailMessage) -> None:
+    async def _deliver(self, msg: EmailMessage, recipients: list[str]) -> None:
         smtp = self._client()
+        polite = True
+        try:
+            errors, _reply = await self._transact(smtp, msg, recipients)
+        except asyncio.CancelledError:
+            polite = False
+            raise
+        finally:
+            await hang_up(smtp, polite)
+        if errors:
+            pairs = [(r, resp.code, resp.message) for r, resp in errors.items()]
+            retry, dead = _refusals(pairs)
+            sent = tuple(r for r in recipients if r not in errors)
+            refused = ", ".join(f"{r} ({why})" for r, why in {**retry, **dead}.items())
+            raise PartialDelivery(
+                f"SMTP {self.host}:{self.port} accepted {len(sent)} of {len(recipients)} "
+                f"recipients; refused: {refused}",
+                sent=sent,
+                retry=retry,
+                dead=dead,
+            )
+
+    async def _transact(
+        self, smtp: aiosmtplib.SMTP, msg: EmailMessage, recipients: list[str]
+    ) -> Any:
         where = f"SMTP {self.host}:{self.port}"
         try:
             await smtp.connect()
             if self.username is not None and self.password is not None:
                 await self._login(smtp)
-            errors, _reply = await smtp.send_message(msg, sender=self.sender, recipients=self.to)
+            return await smtp.send_message(msg, sender=self.sender, recipients=recipients)
         except aiosmtplib.SMTPAuthenticationError as exc:
+            if exc.code < 500:  # 454 4.7.0: a temporary authentication failure
+                raise ChannelError(f"{where}: login refused for now ({exc.code})") from exc
             raise ChannelError(
                 f"{where} refused the login of {self.username!r} ({exc.code}); "
                 "check username and password",
                 retryable=False,
             ) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = ", ".join(f"{r.recipient} ({r.code} {r.message})" for r in exc.recipients)
-            raise ChannelError(
-                f"{where} refused every recipient: {refused}", retryable=False
+            pairs = [(r.recipient, r.code, r.message) for r in exc.recipients]
+            retry, dead = _refusals(pairs)
+            refused = ", ".join(f"{r} ({why})" for r, why in {**retry, **dead}.items())
+            raise PartialDelivery(
+                f"{where} refused every recipient: {refused}", retry=retry, dead=dead
             ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ChannelError(tls.untrusted(where, exc), retryable=False) from exc
         except aiosmtplib.SMTPConnectError as exc:
+            cert = tls.cert_error(exc)
+            if cert is not None:  # implicit TLS: the handshake is part of connecting
+                raise ChannelError(tls.untrusted(where, cert), retryable=False) from exc
+            code = getattr(exc, "code", 0)
+            if isinstance(code, int) and code >= 500:
+                raise ChannelError(
+                    f"{where} refused the connection: {exc}", retryable=False
+                ) from exc
             raise ChannelError(f"{where}: cannot connect: {exc}") from exc
         except aiosmtplib.SMTPServerDisconnected as exc:
+            cert = tls.cert_error(exc)
+            if cert is not None:
+                raise ChannelError(tls.untrusted(where, cert), retryable=False) from exc
             raise ChannelError(f"{where} closed the connection: {exc}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             raise ChannelError(
                 f"{where} answered {exc.code} {exc.message}", retryable=exc.code < 500
             ) from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise ChannelError(tls.untrusted(where, exc), retryable=False) from exc
         except aiosmtplib.SMTPException as exc:
             text = str(exc)
             if "STARTTLS" in text:
@@ -220,13 +275,7 @@ class EmailChannel:
                 raise ChannelError(tls.untrusted(where, cert), retryable=False) from exc
             raise ChannelError(f"{where}: {text}") from exc
         except OSError as exc:
+            cert = tls.cert_error(exc)
+            if cert is not None:
+                raise ChannelError(tls.untrusted(where, cert), retryable=False) from exc
             raise ChannelError(f"{where}: {exc.strerror or exc}") from exc
-        finally:
-            await hang_up(smtp)
-        if errors:
-            refused = ", ".join(f"{r} ({resp.code} {resp.message})" for r, resp in errors.items())
-            delivered = len(self.to) - len(errors)
-            raise ChannelError(
-                f"{where} accepted {delivered} of {len(self.to)} recipients; refused: {refused}",
-                retryable=False,
-            )

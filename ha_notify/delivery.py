@@ -1,0 +1,125 @@
+"""What the spool stores: an event file with one leg per channel, and the delivery views.
+
+A leg records one channel's status (``pending``, ``sent``, ``dead``), attempts and backoff,
+and for email which recipients already have the message or refused it for good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ha_notify.event import Event
+
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One channel's part of an event: status, attempts, and recipients already settled."""
+
+    status: str = PENDING
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    sent_to: tuple[str, ...] = ()  # recipients that accepted (never sent to again)
+    dead_to: dict[str, str] = field(default_factory=dict)  # recipient -> permanent refusal
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt": self.next_attempt,
+            "last_error": self.last_error,
+            "sent_to": list(self.sent_to),
+            "dead_to": dict(self.dead_to),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Leg:
+        if not isinstance(data, dict) or data.get("status", PENDING) not in (PENDING, SENT, DEAD):
+            raise ValueError(f"a channel entry must be an object with a status, not {data!r:.60}")
+        dead_to = data.get("dead_to", {})
+        if not isinstance(dead_to, dict):
+            raise ValueError("dead_to must be an object")
+        return cls(
+            status=str(data.get("status", PENDING)),
+            attempts=int(data.get("attempts", 0)),
+            next_attempt=float(data.get("next_attempt", 0.0)),
+            last_error=str(data.get("last_error", "")),
+            sent_to=tuple(str(r) for r in data.get("sent_to", ())),
+            dead_to={str(k): str(v) for k, v in dead_to.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event to be sent through one channel (a view of one leg of an event file)."""
+
+    path: Path
+    channel: str
+    event: Event
+    created: float
+    leg: Leg = field(default_factory=Leg)
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.name}:{self.channel}"
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return (self.channel, self.event.key)
+
+    @property
+    def attempts(self) -> int:
+        return self.leg.attempts
+
+    @property
+    def next_attempt(self) -> float:
+        return self.leg.next_attempt
+
+    @property
+    def last_error(self) -> str:
+        return self.leg.last_error
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """One spool file: the event and one leg per wanted channel."""
+
+    path: Path
+    event: Event
+    created: float
+    legs: dict[str, Leg]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 2,
+            "event": self.event.to_json(),
+            "created": self.created,
+            "channels": {name: leg.to_json() for name, leg in self.legs.items()},
+        }
+
+    def deliveries(self, status: str = PENDING) -> list[Delivery]:
+        return [
+            Delivery(self.path, name, self.event, self.created, leg)
+            for name, leg in self.legs.items()
+            if leg.status == status
+        ]
+
+
+def parse(path: Path, data: Any) -> EventFile:
+    """An event file from its JSON (also the one-file-per-channel form of earlier versions)."""
+    if not isinstance(data, dict) or not isinstance(data.get("event"), dict):
+        raise ValueError("not a spool entry (no event object)")
+    event = Event.from_json(data["event"])
+    if not isinstance(event.seq, int) or not isinstance(event.state, str):
+        raise ValueError("the event has no whole sequence number or state")
+    if "channels" in data:
+        if not isinstance(data["channels"], dict) or not data["channels"]:
+            raise ValueError("channels must be a non-empty object")
+        legs = {str(k): Leg.from_json(v) for k, v in data["channels"].items()}
+    else:  # version 1: one file per (event, channel)
+        legs = {str(data["channel"]): Leg.from_json(data)}
+    return EventFile(path, event, float(data["created"]), legs)
