@@ -177,17 +177,32 @@ class Spool:
 
     def update(self, d: Delivery, change: Callable[[Leg], Leg]) -> None:
         """Change one leg of ``d``'s event file under its instance's lock, then file it:
-        still pending, all given up (to dead/), or all delivered (to done/)."""
-        self.ensure()
-        with locked(self.locks / f"event-{digest(d.event.key)}.lock"):
-            entry = self.read(d.path)
-            if entry is None or d.channel not in entry.legs:
-                return
-            legs = dict(entry.legs)
-            legs[d.channel] = change(legs[d.channel])
-            entry = replace(entry, legs=legs)
-            atomic_write(entry.path, json.dumps(entry.to_json(), ensure_ascii=False))
-            self._file(entry)
+        still pending, all given up (to dead/), or all delivered (to done/).
+
+        A last delivery is filed with one rename and no new write (it works on a full
+        disk). When the file cannot be updated the leg stays pending: at worst it is sent
+        again with the same ids, the one documented duplicate.
+        """
+        try:
+            self.ensure()
+            with locked(self.locks / f"event-{digest(d.event.key)}.lock"):
+                entry = self.read(d.path)
+                if entry is None or d.channel not in entry.legs:
+                    return
+                legs = dict(entry.legs)
+                legs[d.channel] = change(legs[d.channel])
+                updated = replace(entry, legs=legs)
+                if any(leg.status != SENT for leg in legs.values()):
+                    atomic_write(entry.path, json.dumps(updated.to_json(), ensure_ascii=False))
+                self._file(updated)
+        except OSError as exc:
+            log.error(
+                "spool file %s (channel %s) could not be updated: %s; it stays pending and "
+                "may be sent again with the same ids",
+                d.path,
+                d.channel,
+                exc,
+            )
 
     def _file(self, entry: EventFile) -> None:
         """Move an event with no pending leg out of pending/: to dead/ if a leg was given up,

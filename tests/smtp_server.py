@@ -37,6 +37,12 @@ class Recorder:
 
     delay: float = 0.0
     refuse: set[str] = field(default_factory=set)
+    # Scripted answers, used up one per command: "451 4.7.1 greylisted, try later", ...
+    rcpt_answers: dict[str, list[str]] = field(default_factory=dict)
+    mail_answers: list[str] = field(default_factory=list)
+    data_answers: list[str] = field(default_factory=list)
+    auth_answers: list[str] = field(default_factory=list)
+    data_hang: bool = False  # never answer DATA (a relay that hangs after the message)
     messages: list[Received] = field(default_factory=list)
     sessions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,6 +66,8 @@ class Recorder:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         await self._wait()
+        if self.mail_answers:
+            return self.mail_answers.pop(0)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -70,11 +78,17 @@ class Recorder:
         await self._wait()
         if address in self.refuse:
             return "550 5.1.1 no such user"
+        if self.rcpt_answers.get(address):
+            return self.rcpt_answers[address].pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await self._wait()
+        if self.data_hang:
+            await asyncio.Event().wait()
+        if self.data_answers:
+            return self.data_answers.pop(0)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         with self.lock:
@@ -82,6 +96,14 @@ class Recorder:
                 Received(envelope.mail_from, list(envelope.rcpt_tos), msg, id(session))
             )
         return "250 OK queued"
+
+    def by_recipient(self) -> dict[str, list[str]]:
+        """Message-IDs each recipient received, in order."""
+        got: dict[str, list[str]] = {}
+        for r in self.messages:
+            for rcpt in r.rcpt_tos:
+                got.setdefault(rcpt, []).append(str(r.message["Message-ID"]))
+        return got
 
     def by_message_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -111,6 +133,9 @@ class SMTPServer:
             def authenticator(
                 server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
             ) -> AuthResult:
+                if self.recorder.auth_answers:
+                    answer = self.recorder.auth_answers.pop(0)
+                    return AuthResult(success=False, handled=False, message=answer)
                 ok = (
                     isinstance(auth_data, LoginPassword)
                     and users.get(auth_data.login.decode()) == auth_data.password.decode()

@@ -85,6 +85,8 @@ def _refusals(pairs: Iterable[tuple[str, int, str]]) -> tuple[dict[str, str], di
 class EmailChannel:
     """``type = "email"``: aiosmtplib, STARTTLS required unless told otherwise."""
 
+    partial = True  # send() takes ``skip``: a retry goes only to recipients still waiting
+
     def __init__(self, config: ChannelConfig, context: Context) -> None:
         t = config.options
         self.name = config.name
