@@ -109,14 +109,16 @@ async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -
     return True
 
 
-def _hold(spool: Spool, d: Delivery, out: Outcome) -> bool:
-    """True (and noted) when the channel asked every process to wait (rate limited)."""
-    wait = spool.waits.get(d.channel)
+def _hold(spool: Spool, waiting: list[Delivery], out: Outcome) -> bool:
+    """True (and noted for each of ``waiting``) when the channel asked every process to
+    wait (rate limited): nobody on this node calls it before then."""
+    wait = spool.waits.get(waiting[0].channel)
     if wait is None:
         return False
     left = wait.until - time.time()
-    out.errors[d.id] = f"channel asked to wait {left:.0f}s more ({wait.reason})"
-    out.retrying.append(d)
+    for d in waiting:
+        out.errors[d.id] = f"channel asked to wait {left:.0f}s more ({wait.reason})"
+        out.retrying.append(d)
     return True
 
 
@@ -135,7 +137,7 @@ async def _group(
             pending = [d for d in spool.groups().get(group, []) if d.event.id not in tried]
             if not pending:
                 return
-            for d in pending:
+            for i, d in enumerate(pending):
                 tried.add(d.event.id)
                 now = time.time()
                 if spool.expired(d, now):
@@ -154,7 +156,7 @@ async def _group(
                     out.errors[d.id] = str(channel)
                     out.retrying.append(d)
                     return
-                if _hold(spool, d, out) or not await _send_one(spool, channel, d, out):
+                if _hold(spool, pending[i:], out) or not await _send_one(spool, channel, d, out):
                     return
     finally:
         os.close(fd)
