@@ -208,3 +208,39 @@ def test_tail_of_an_overlong_line_is_not_an_event() -> None:
         writer.write(b'INSTANCE "VI_1" MASTER 100\n')
     assert lines.get(timeout=30) == 'INSTANCE "VI_1" MASTER 100'
     assert lines.empty()
+
+
+def test_every_line_read_is_spooled_when_the_grace_ends(
+    silent_server,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    write_config: WriteConfig,
+) -> None:
+    """A hung relay eats the whole grace: lines read meanwhile are still spooled before exit."""
+    cfg = write_config({"mail": mail_channel(silent_server.port, timeout=60)}, deadline=60)
+    fifo = tmp_path / "notify.fifo"
+    os.mkfifo(fifo)
+    reader = start_reader(fifo, cfg)
+    states = ["MASTER", "BACKUP", "FAULT", "BACKUP", "STOP"]
+
+    def seq() -> int:
+        return int(state(tmp_path).get("INSTANCE:VI_1", {}).get("seq", 0))
+
+    try:
+        with open(fifo, "w") as writer:
+            writer.write(f'INSTANCE "VI_1" {states[0]} 100\n')
+        wait_for(lambda: silent_server.conns, "the reader connecting to the hung relay")
+        reader.send_signal(signal.SIGTERM)
+        with open(fifo, "w") as writer:
+            writer.write("".join(f'INSTANCE "VI_1" {s} 100\n' for s in states[1:3]))
+        wait_for(lambda: seq() == 3, "lines written after SIGTERM recorded")
+        with open(fifo, "w") as writer:  # read while the grace's delivery hangs
+            writer.write("".join(f'INSTANCE "VI_1" {s} 100\n' for s in states[3:]))
+        assert reader.wait(60) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+        reader.communicate()
+    assert seq() == 5 and state(tmp_path)["INSTANCE:VI_1"]["state"] == "stop"
+    files = list((tmp_path / "state" / "spool" / "pending").glob("*.json"))
+    spooled = sorted(json.loads(p.read_text())["event"]["seq"] for p in files)
+    assert spooled == [1, 2, 3, 4, 5]
