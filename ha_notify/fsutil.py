@@ -56,21 +56,29 @@ def open_lock(path: Path) -> int:
     return fd
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write, fsync, rename, fsync the folder: a reader sees the old file or the new one."""
+def atomic_write(path: Path, text: str, durable: bool = True) -> None:
+    """Write, fsync, rename, fsync the folder: a reader sees the old file or the new one.
+
+    ``durable=False`` skips both fsyncs (still atomic for readers, but a power loss may
+    bring back the old content): for bookkeeping that may be lost, such as a retry count,
+    where waiting for the disk would push a run past its deadline.
+    """
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         _adopt(fd, path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

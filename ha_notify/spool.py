@@ -192,8 +192,16 @@ class Spool:
                 legs = dict(entry.legs)
                 legs[d.channel] = change(legs[d.channel])
                 updated = replace(entry, legs=legs)
+                old, new = entry.legs[d.channel], legs[d.channel]
+                # Only a retry count or an error changed: not worth waiting for the disk.
+                durable = (old.status, old.sent_to, old.dead_to) != (
+                    new.status,
+                    new.sent_to,
+                    new.dead_to,
+                )
                 if any(leg.status != SENT for leg in legs.values()):
-                    atomic_write(entry.path, json.dumps(updated.to_json(), ensure_ascii=False))
+                    text = json.dumps(updated.to_json(), ensure_ascii=False)
+                    atomic_write(entry.path, text, durable)
                 self._file(updated)
         except OSError as exc:
             log.error(
