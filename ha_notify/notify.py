@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import sys
@@ -22,6 +21,7 @@ from ha_notify.errors import ConfigError, ExitCode, SpoolError
 from ha_notify.event import STABLE, TEST, Event, Node
 from ha_notify.redact import error_text
 from ha_notify.render import Renderer
+from ha_notify.report import state_dir_fix, verdict
 from ha_notify.spool import Spool
 from ha_notify.state import SUPPRESSED, Recorded, Settled, StateStore
 from ha_notify.summary import haproxy_summary
@@ -261,39 +261,14 @@ class Notifier:
                     self.spool, self.channels, outcome, due_only=True, mine=groups
                 )
                 self.run(flush)
-            return self._verdict(mine, outcome)
-
-    def _verdict(self, mine: list[Delivery], outcome: Outcome) -> ExitCode:
-        """0 when each of this event's deliveries was sent or safely spooled, else 1."""
-        sent = {d.id for d in outcome.sent}
-        dead = {d.id for d in outcome.dead}
-        failed = False
-        for d in mine:
-            channel = self.channels.get(d.channel)
-            if d.id in dead:
-                failed = True
-                why = outcome.errors.get(d.id, "gave up")
-                print(f"ha-notify: NOT delivered via {d.channel}: {why}", file=sys.stderr)
-            elif isinstance(channel, ConfigError):
-                failed = True  # a person must fix the config; the event waits in the spool
-                print(
-                    f"ha-notify: NOT delivered via {d.channel}, kept pending until its config "
-                    f"is fixed (then: ha-notify flush): {channel}",
-                    file=sys.stderr,
-                )
-            elif d.id not in sent:
-                why = outcome.errors.get(d.id, "waiting behind an older undelivered state")
-                if d.id not in outcome.errors and self.remaining() <= 0:
-                    why = "deadline reached before it could be tried"
-                print(f"ha-notify: spooled for retry via {d.channel}: {why}", file=sys.stderr)
-        return ExitCode.FAILED if failed else ExitCode.OK
+            return verdict(mine, outcome, self.channels, self.remaining() - CLEANUP)
 
     def send_without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
         """The event could not be spooled (nothing of it is on disk): say so, and still try
         every channel once, directly. Nothing is retried and nothing is sent twice."""
         log.error("%s; sending without the spool (no retry possible)", exc)
         print(
-            f"ha-notify: {exc}; {_state_dir_fix(exc)}. Nothing was spooled. Sending directly.",
+            f"ha-notify: {exc}; {state_dir_fix(exc)}. Nothing was spooled. Sending directly.",
             file=sys.stderr,
         )
         event = self.preview(req)
@@ -338,18 +313,3 @@ class Notifier:
         for name in names:
             results.setdefault(name, "FAILED: deadline reached")
         return results
-
-
-def _state_dir_fix(exc: BaseException) -> str:
-    """What to do about an unusable state_dir, from the first OS error behind ``exc``."""
-    cause: Optional[BaseException] = exc
-    while cause is not None and not getattr(cause, "errno", None):
-        cause = cause.__cause__
-    if "is held by another process" in str(exc):
-        return "another ha-notify holds the state lock (stuck or slow disk?)"
-    code = getattr(cause, "errno", None)
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return "free space on state_dir's filesystem"
-    if code == errno.EROFS:
-        return "state_dir is on a read-only filesystem: point state_dir elsewhere"
-    return "fix state_dir permissions"
