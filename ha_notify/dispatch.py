@@ -96,7 +96,8 @@ async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -
         spool.failed(d, why)
         out.retrying.append(d)
         return False
-    spool.done(d, tuple(r for r in getattr(channel, "to", ()) if r not in skip))
+    partial = getattr(channel, "partial", False)
+    spool.done(d, tuple(r for r in getattr(channel, "to", ()) if r not in skip) if partial else ())
     out.sent.append(d)
     log.info(
         "delivered %s %s via %s (event %s, #%d)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -271,7 +272,8 @@ class Notifier:
             f"ha-notify: {exc}; {state_dir_fix(exc)}. Nothing was spooled. Sending directly.",
             file=sys.stderr,
         )
-        event = self.preview(req)
+        # Unnumbered (#0): a number is only ever given under the state lock, with the spool.
+        event = dataclasses.replace(self.preview(req), seq=0)
         targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
         outcome = self.run(dispatch.send_direct(self.channels, targets)) or Outcome()
         for d in outcome.sent:
