@@ -120,6 +120,7 @@ def parse(path: Path, data: Any) -> EventFile:
         if not isinstance(data["channels"], dict) or not data["channels"]:
             raise ValueError("channels must be a non-empty object")
         legs = {str(k): Leg.from_json(v) for k, v in data["channels"].items()}
-    else:  # version 1: one file per (event, channel)
-        legs = {str(data["channel"]): Leg.from_json(data)}
+    else:  # version 1: one file per (event, channel); its folder was its status
+        status = DEAD if path.parent.name == "dead" else PENDING
+        legs = {str(data["channel"]): Leg.from_json({**data, "status": status})}
     return EventFile(path, event, float(data["created"]), legs)

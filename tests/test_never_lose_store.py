@@ -259,3 +259,31 @@ def test_echoed_secret_is_redacted_everywhere(
     files = [p.read_text() for p in (tmp_path / "state").rglob("*.json")]
     for where in [result.err, result.out, report, *files]:
         assert "XoXsEcReT0123456789" not in where and "T000/B000" not in where
+
+
+def test_spool_files_of_the_previous_version_are_kept(
+    write_config: WriteConfig, cli, tmp_path: Path
+) -> None:
+    """One-file-per-channel spool files left by an upgrade are delivered or counted dead."""
+    server = SMTPServer()
+    cfg = write_config({"mail": mail_channel(server.port)})
+    assert cli("backup", "-c", cfg).code == 0  # spooled (server down)
+    [new] = list(pending_dir(tmp_path).glob("*.json"))
+    data = json.loads(new.read_text())
+    old = {"channel": "mail", "event": data["event"], "created": data["created"], "attempts": 2}
+    new.unlink()
+    (pending_dir(tmp_path) / "a-1.json").write_text(json.dumps(old))
+    dead = tmp_path / "state" / "spool" / "dead"
+    other = {**old, "event": {**data["event"], "id": "f" * 32, "seq": 0}}
+    (dead / "b-1.json").write_text(json.dumps({**other, "last_error": "550 gone"}))
+    assert Spool(tmp_path / "state").counts() == {
+        "pending": {"mail": 1},
+        "dead": {"mail": 1},
+        "quarantined": 0,
+    }
+    server.start()
+    try:
+        assert cli("flush", "-c", cfg).code == 0
+    finally:
+        server.stop()
+    assert [m.message["X-HA-Notify-State"] for m in server.messages] == ["BACKUP"]
