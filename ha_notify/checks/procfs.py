@@ -80,20 +80,38 @@ def cmdline(pid: int) -> list[str]:
 
 
 def matches(proc: Proc, name: str) -> bool:
-    """Whether ``proc`` is called ``name``, with killall's rule for names the kernel cut."""
-    if len(name) < COMM_LEN:
+    """Whether ``proc`` is called ``name``, exactly as psmisc's ``killall`` decides.
+
+    A ``comm`` shorter than 15 characters, or a ``name`` shorter than 15, must equal ``name``.
+    A 15-character ``comm`` may be cut: killall then looks through the command line for the
+    first argument whose base name starts with ``comm`` (skipping an interpreter such as
+    ``sh``); if there is one, ``name`` must equal that base name, else (the argument vector
+    was rewritten) ``name``'s first 15 characters must equal ``comm``.
+    """
+    if len(proc.comm) != COMM_LEN or len(name) < COMM_LEN:
         return proc.comm == name
-    if proc.comm != name[:COMM_LEN]:
-        return False
-    argv = cmdline(proc.pid)
-    return bool(argv) and os.path.basename(argv[0]) == name
+    long_name = full_name(proc)
+    if long_name is not None:
+        return name == long_name
+    return name[:COMM_LEN] == proc.comm
 
 
-def children(pid: int) -> Optional[list[Proc]]:
+def full_name(proc: Proc) -> Optional[str]:
+    """killall's "long name" of a process whose comm was cut, or None if argv has none."""
+    for arg in cmdline(proc.pid):
+        if not arg:
+            return None
+        base = arg.rsplit("/", 1)[-1]
+        if base[:COMM_LEN] == proc.comm:
+            return base
+    return None
+
+
+def children(pid: int, deadline: Optional[float] = None) -> Optional[list[Proc]]:
     """Direct children of ``pid`` from /proc/PID/task/TID/children.
 
     None when the kernel does not offer that file (``CONFIG_PROC_CHILDREN`` off); the caller
-    then falls back to a scan.
+    then falls back to a scan. Raises TimeoutError when ``deadline`` passes.
     """
     try:
         tids = os.listdir(f"{PROC}/{pid}/task")
@@ -101,6 +119,7 @@ def children(pid: int) -> Optional[list[Proc]]:
         return []
     found: list[Proc] = []
     for tid in tids:
+        _in_time(deadline, "listing the children of a master")
         data = _read(f"{PROC}/{pid}/task/{tid}/children", 65536)
         if data is None:
             if not os.path.exists(f"{PROC}/{pid}/task/{tid}/children"):
@@ -111,6 +130,11 @@ def children(pid: int) -> Optional[list[Proc]]:
             if proc is not None:
                 found.append(proc)
     return found
+
+
+def _in_time(deadline: Optional[float], what: str) -> None:
+    if deadline is not None and monotonic() > deadline:
+        raise TimeoutError(f"{what} took longer than --timeout")
 
 
 def scan(name: str, deadline: Optional[float] = None) -> list[Proc]:
@@ -125,8 +149,8 @@ def scan(name: str, deadline: Optional[float] = None) -> list[Proc]:
     for count, entry in enumerate(os.listdir(PROC)):
         if not entry.isdigit():
             continue
-        if deadline is not None and count % 256 == 0 and monotonic() > deadline:
-            raise TimeoutError("the /proc scan took longer than --timeout")
+        if count % 256 == 0:
+            _in_time(deadline, "the /proc scan")
         if _read(f"{PROC}/{entry}/comm", 64) != want:
             continue
         pid = int(entry)
@@ -138,18 +162,56 @@ def scan(name: str, deadline: Optional[float] = None) -> list[Proc]:
     return found
 
 
-def read_pidfile(path: str) -> list[int]:
+def read_pidfile(path: str, deadline: Optional[float] = None) -> list[int]:
     """Pids listed in a pidfile (one per line, as haproxy writes them).
 
-    Raises FileNotFoundError / PermissionError like ``open`` does.
+    Raises FileNotFoundError / PermissionError like ``open`` does, NotRegularFile for a FIFO
+    or anything else that is not a regular file, and TimeoutError when reading it (a hung
+    filesystem) outlasts ``deadline``.
     """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, 4096)
-    finally:
-        os.close(fd)
+    from ha_notify.checks import bounded
+
+    if deadline is None:
+        data = bounded.read_regular(path, 4096)
+    else:
+        data = bounded.read_file(path, 4096, deadline)
     pids: list[int] = []
     for word in data.split():
         if word.isdigit() and int(word) > 0:
             pids.append(int(word))
     return pids
+
+
+def exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists, even one /proc hides from us (``kill(pid, 0)``)."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, it is just not ours
+    except OSError:
+        return False
+    return True
+
+
+def hidepid() -> Optional[str]:
+    """The ``hidepid=`` option of /proc when it hides other users' processes from us.
+
+    None when nothing is hidden: no such option, or we are root. Reads /proc/self/mountinfo
+    only; called on the unhealthy path.
+    """
+    if os.geteuid() == 0:
+        return None
+    data = _read(f"{PROC}/self/mountinfo", 1 << 20) or b""
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(" - ", 1)
+        left = fields[0].split()
+        if len(left) < 5 or left[4] != PROC or len(fields) < 2:
+            continue
+        for option in fields[1].split()[-1].split(","):
+            key, _, value = option.partition("=")
+            if key == "hidepid" and value not in ("0", "off"):
+                gid = next((o[4:] for o in fields[1].split()[-1].split(",") if o[:4] == "gid="), "")
+                if gid and int(gid) in (os.getegid(), *os.getgroups()):
+                    return None
+                return option
+    return None
