@@ -164,7 +164,7 @@ def summarize(items: list[str], limit: int = MAX_PROBLEMS, sep: str = "; ") -> s
 
 def shared_line(notes: tuple[str, ...]) -> str:
     """The one line that reports ``notes``: what the pair shares, reported, not failed over."""
-    return f"not failed over (both nodes share it): {summarize(list(notes))}"
+    return f"reported, not failed over (both nodes share it): {summarize(list(notes))}"
 
 
 def __getattr__(name: str) -> object:

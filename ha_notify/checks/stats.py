@@ -113,21 +113,19 @@ def _connect(
 ) -> socket.socket:
     """A connected socket; ``EAGAIN`` (a full connection queue) is retried until the deadline."""
     pause = 0.005
+    full = ""
     while True:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(_left(deadline, late))
+            sock.settimeout(_left(deadline, full or late))
             sock.connect(target)
             return sock
-        except BlockingIOError as exc:
+        except BlockingIOError:
             sock.close()
-            left = deadline - monotonic()
-            if left <= 0:
-                full = f"stats socket {address}: {BUSY} (its connection queue is full)"
-                raise StatsError(full) from exc
+            full = f"stats socket {address}: {BUSY} (its connection queue is full)"
             from time import sleep  # only while the queue is full
 
-            sleep(min(pause, left))
+            sleep(max(min(pause, deadline - monotonic()), 0))
             pause = min(pause * 2, 0.1)
         except BaseException as exc:
             sock.close()
