@@ -5,6 +5,7 @@ Each test runs its own haproxy in its own pid namespace (tests/haproxy_helpers.p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -476,3 +478,21 @@ def test_hidepid_is_named_with_its_fix(
     by_pidfile = as_nobody("haproxy", "--pidfile", str(pidfile), user=NOBODY)
     assert by_pidfile.returncode == 0, by_pidfile.stderr
     assert by_pidfile.stderr == ""
+    conf = world / "keepalived.conf"
+    conf.write_text(
+        "global_defs {\n    enable_script_security\n    script_user nobody\n}\n"
+        f'vrrp_script chk {{\n    script "{nobody_bin} check haproxy --pidfile {pidfile}"\n}}\n'
+    )
+    doctor = subprocess.run(
+        ns.command(
+            sys.executable, "-m", "ha_notify", "doctor", "--keepalived-config", str(conf), "--json"
+        ),
+        capture_output=True,
+        text=True,
+        env=as_nobody.env(),
+        timeout=120,
+    )
+    (finding,) = [f for f in json.loads(doctor.stdout) if f["check"] == "proc visibility"]
+    assert finding["status"] == "warn"
+    assert "nobody cannot see haproxy's processes" in finding["detail"]
+    assert "gid=nogroup" in finding["fix"] and "--pidfile" in finding["fix"]

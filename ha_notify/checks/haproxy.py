@@ -44,7 +44,7 @@ def check(options: CheckOptions) -> CheckResult:
         from ha_notify.errors import CheckError
 
         raise CheckError(f"check haproxy takes no arguments, got {' '.join(options.args)!r}")
-    result, pids = process.locate(NAME, options, MASTER_FLAGS, _master_keyword(options))
+    result, pids = process.locate(NAME, options, MASTER_FLAGS, master_keyword(options))
     if not result.healthy or not options.deep:
         return result
     return _deep(options, result, pids)
@@ -88,7 +88,7 @@ def _config_paths(options: CheckOptions, proc: Optional[Proc] = None) -> list[st
     return [DEFAULT_CONFIG] if os.path.exists(DEFAULT_CONFIG) else []
 
 
-def _master_keyword(options: CheckOptions) -> Callable[[Proc], bool]:
+def master_keyword(options: CheckOptions) -> Callable[[Proc], bool]:
     """Whether a lone haproxy runs in master-worker mode by its configuration's keyword."""
 
     def is_master(proc: Proc) -> bool:

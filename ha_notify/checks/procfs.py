@@ -193,25 +193,35 @@ def exists(pid: int) -> bool:
     return True
 
 
-def hidepid() -> Optional[str]:
-    """The ``hidepid=`` option of /proc when it hides other users' processes from us.
+def proc_hiding() -> Optional[tuple[str, Optional[int]]]:
+    """/proc's ``hidepid=`` option and ``gid=`` (the group exempt from it), or None.
 
-    None when nothing is hidden: no such option, or we are root. Reads /proc/self/mountinfo
-    only; called on the unhealthy path.
+    Reads /proc/self/mountinfo, where the last /proc mount is the one on top (a container's
+    over the host's); None when it hides nothing (no option, or ``hidepid=0``).
     """
-    if os.geteuid() == 0:
-        return None
     data = _read(f"{PROC}/self/mountinfo", 1 << 20) or b""
+    options: list[str] = []
     for line in data.decode("utf-8", "replace").splitlines():
-        fields = line.split(" - ", 1)
-        left = fields[0].split()
-        if len(left) < 5 or left[4] != PROC or len(fields) < 2:
-            continue
-        for option in fields[1].split()[-1].split(","):
-            key, _, value = option.partition("=")
-            if key == "hidepid" and value not in ("0", "off"):
-                gid = next((o[4:] for o in fields[1].split()[-1].split(",") if o[:4] == "gid="), "")
-                if gid and int(gid) in (os.getegid(), *os.getgroups()):
-                    return None
-                return option
-    return None
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if sep and len(fields) >= 5 and fields[4] == PROC and right.split():
+            options = right.split()[-1].split(",")
+    hide = next((o for o in options if o.startswith("hidepid=")), None)
+    if hide is None or hide in ("hidepid=0", "hidepid=off"):
+        return None
+    gid = next((o[4:] for o in options if o.startswith("gid=")), "")
+    return hide, int(gid) if gid.isdigit() else None
+
+
+def hidden_from(uid: int, gids: tuple[int, ...]) -> Optional[str]:
+    """The ``hidepid=`` option when it hides other users' processes from this user, or None."""
+    hiding = proc_hiding()
+    if hiding is None or uid == 0:
+        return None
+    option, exempt = hiding
+    return None if exempt is not None and exempt in gids else option
+
+
+def hidepid() -> Optional[str]:
+    """:func:`hidden_from` for this process (called on the unhealthy path only)."""
+    return hidden_from(os.geteuid(), (os.getegid(), *os.getgroups()))
