@@ -106,6 +106,17 @@ def test_shared_backend_down_is_reported_not_failed(
     assert line.endswith(f"; {SHARED}{problem}")
     result = check(*args)
     assert (result.returncode, result.stderr) == (0, f"{SHARED}{problem}\n")
+    check.config.write_text(f'[general]\nstate_dir = "{tmp_path / "state"}"\n')
+    status = subprocess.run(
+        [sys.executable, "-m", "ha_notify", "status"],
+        capture_output=True,
+        text=True,
+        env=check.env(),
+        timeout=120,
+    )
+    assert status.returncode == 0, status.stderr
+    assert f"  healthy   check haproxy --pidfile {down.pidfile}" in status.stdout
+    assert status.stdout.rstrip().endswith(f"{SHARED}{problem}")
     check.config.write_text("[checks.haproxy]\nmin_up = 1\n")  # the operator asks for it
     failed = check(*args)
     assert (failed.returncode, failed.stderr) == (1, f"unhealthy: {problem}\n")

@@ -50,8 +50,12 @@ def _encode(result: CheckResult) -> bytes:
     return f"{'1' if result.healthy else '0'} {digest}\n".encode()
 
 
-def changed(path: str, result: CheckResult) -> Optional[bool]:
-    """Record ``result``; True if it differs from the last one, None if untracked."""
+def changed(path: str, result: CheckResult, text: str = "") -> Optional[bool]:
+    """Record ``result``; True if it differs from the last one, None if untracked.
+
+    Only the first line (verdict and digest) is compared; ``text``, the line syslog heard,
+    is kept after it for ``ha-notify status``.
+    """
     new = _encode(result)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -61,14 +65,34 @@ def changed(path: str, result: CheckResult) -> Optional[bool]:
         return None
     else:
         try:
-            old = os.read(fd, 256)
+            old = os.read(fd, 128)
         except OSError:
             old = b""
         finally:
             os.close(fd)
-    if old == new:
+    if old.split(b"\n", 1)[0] + b"\n" == new:
         return False
-    return True if write_replace(path, new, 0o644) else None
+    data = new + text.encode("utf-8", "replace") + b"\n" if text else new
+    return True if write_replace(path, data, 0o644) else None
+
+
+def last_results(run_dir: str) -> list[tuple[str, bool, str]]:
+    """Each check's last result from the run directory: (state file, healthy, its line)."""
+    try:
+        names = sorted(n for n in os.listdir(run_dir) if n.startswith("check-"))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.endswith(".state"):
+            continue
+        try:
+            with open(os.path.join(run_dir, name), "rb") as handle:
+                head, _, text = handle.read(MAX_LINE * 4 + 256).partition(b"\n")
+        except OSError:
+            continue
+        found.append((name, head[:1] == b"1", text.decode("utf-8", "replace").strip()))
+    return found
 
 
 def line(argv: list[str], result: CheckResult) -> str:
@@ -118,7 +142,8 @@ def record(
     emit: Optional[Callable[[str, bool], None]] = None,
 ) -> None:
     """Log ``result`` to syslog if it changed since the previous run of the same check."""
-    was = changed(state_path(run_dir, argv), result)
+    text = line(argv, result) if not result.healthy or result.notes else ""
+    was = changed(state_path(run_dir, argv), result, text)
     if was is False or (was is None and result.healthy and not result.notes):
         return
-    (emit or syslog_line)(line(argv, result), result.healthy)
+    (emit or syslog_line)(text or line(argv, result), result.healthy)
