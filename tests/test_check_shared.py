@@ -507,3 +507,43 @@ def test_hidepid_is_named_with_its_fix(
     assert finding["status"] == "warn"
     assert "nobody cannot see haproxy's processes" in finding["detail"]
     assert "gid=nogroup" in finding["fix"] and "--pidfile" in finding["fix"]
+
+
+IN_PROCESS = """
+import json, os, sys, threading
+from ha_notify.checks import haproxy
+table = json.loads(sys.argv[1])
+fds = len(os.listdir("/proc/self/fd"))
+threads = threading.active_count()
+results = []
+for _ in range(50):
+    result = haproxy.check(haproxy.options_from_table(table))
+    results.append([result.healthy, result.reason, list(result.notes)])
+failing = haproxy.check(haproxy.options_from_table(dict(table, min_up=1)))
+print(json.dumps({
+    "leaked_fds": len(os.listdir("/proc/self/fd")) - fds,
+    "threads": threading.active_count() - threads,
+    "verdicts": sorted({r[0] for r in results}),
+    "notes": results[-1][2],
+    "failing": [failing.healthy, failing.reason],
+}))
+"""
+
+
+def test_in_process_rounds_for_the_watcher(ns: Namespace, down: Haproxy, tmp_path: Path) -> None:
+    """check(options_from_table(...)) 50 times: one connection a round, no fd or thread left."""
+    table = {"pidfile": str(down.pidfile), "socket": str(down.sock), "deep": True}
+    trace = tmp_path / "connect.trace"
+    run = ns.run(
+        *("strace", "-f", "-e", "trace=connect", "-o", str(trace)),
+        *(sys.executable, "-c", IN_PROCESS, json.dumps(table)),
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    connects = [ln for ln in trace.read_text().splitlines() if str(down.sock) in ln]
+    assert len(connects) == 50 + 1  # the rounds and the failing one: one connection each
+    assert (report["leaked_fds"], report["threads"]) == (0, 0)
+    assert report["verdicts"] == [True]
+    assert report["notes"] == ["backend be_down has 0 of 1 servers UP, needs 1 (dead1 DOWN)"]
+    assert report["failing"] == [False, report["notes"][0]]
