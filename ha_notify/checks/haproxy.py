@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from time import monotonic
 
-from ha_notify.checks import CheckOptions, CheckResult, haproxy_cfg, process, procfs, summarize
+from ha_notify.checks import CheckOptions, CheckResult, process, procfs, summarize
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ def options_from_table(
 
 def _config_paths(options: CheckOptions, proc: Optional[Proc] = None) -> list[str]:
     """haproxy.cfg: ``--haproxy-config``, else the process's own ``-f``, else the default."""
+    from ha_notify.checks import haproxy_cfg
+
     if options.haproxy_config:
         return [options.haproxy_config]
     if proc is not None:
@@ -92,6 +94,8 @@ def master_keyword(options: CheckOptions) -> Callable[[Proc], bool]:
     """Whether a lone haproxy runs in master-worker mode by its configuration's keyword."""
 
     def is_master(proc: Proc) -> bool:
+        from ha_notify.checks import haproxy_cfg
+
         try:
             return haproxy_cfg.master_worker(_config_paths(options, proc), options.deadline)
         except (OSError, TimeoutError):
@@ -106,6 +110,7 @@ def socket_address(options: CheckOptions, pids: tuple[int, ...] = ()) -> str:
     ``$VAR`` in haproxy.cfg is expanded from our environment, else from the environment of
     the running haproxy ``pids``.
     """
+    from ha_notify.checks import haproxy_cfg
     from ha_notify.errors import CheckError
 
     if options.socket:
@@ -146,6 +151,8 @@ class _Environment(dict):  # type: ignore[type-arg]
 
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:  # type: ignore[override]
         if key not in self and not self.loaded:
+            from ha_notify.checks import haproxy_cfg
+
             self.loaded = True
             for pid in self.pids:
                 for name, value in haproxy_cfg.process_environ(pid).items():

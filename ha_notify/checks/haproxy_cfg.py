@@ -133,24 +133,19 @@ def stats_socket(paths: Iterable[str], deadline: float, env: Mapping[str, str]) 
 
 
 def master_worker(paths: Iterable[str], deadline: float) -> bool:
-    """Whether the ``global`` section of ``paths`` has the ``master-worker`` keyword."""
+    """Whether the ``global`` section of ``paths`` has the ``master-worker`` keyword.
+
+    Keywords and section names are plain words: the first word of a line is enough (no
+    quote or variable handling), which keeps this cheap for a config of thousands of lines.
+    """
     section = ""
     for line in _lines(paths, deadline):
-        found = words(line, _NoEnv())
-        if not found:
-            continue
-        if found[0] in SECTIONS:
-            section = found[0]
-        elif found[0] == "master-worker" and section in ("", "global"):
+        first = line.split(None, 1)[0] if line and not line.isspace() else ""
+        if first in SECTIONS:
+            section = first
+        elif first == "master-worker" and section in ("", "global"):
             return True
     return False
-
-
-class _NoEnv(dict):  # type: ignore[type-arg]
-    """An environment in which every variable is empty: keywords never depend on one."""
-
-    def get(self, key: object, default: object = None) -> str:
-        return ""
 
 
 def config_paths(argv: list[str]) -> list[str]:

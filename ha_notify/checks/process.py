@@ -3,9 +3,12 @@
 The process-level logic shared with the haproxy check: a pidfile first (the configured one,
 else the usual locations), verified against /proc (alive, not a zombie, really NAME: a pidfile
 whose pid was reused by another program is stale), and only when no pidfile exists an exact
-name scan of /proc like killall's. ``master_flags`` adds master-worker awareness: a process
-started with one of those flags is a master, and a master without a live worker of the same
-name is unhealthy; a worker (same name, parent is a live master) never counts on its own.
+name scan of /proc like killall's. Master-worker awareness: a process started with one of
+``master_flags``, with children of the same name (live or zombie), or that ``is_master``
+recognises is a master, and a master without a live worker of the same name is unhealthy; a
+worker (same name, parent is a live master) never counts on its own. Every read is bounded by
+the deadline (:mod:`ha_notify.checks.bounded` for the pidfile); with /proc mounted
+``hidepid``, the message says the processes are hidden and how to fix it.
 """
 
 from __future__ import annotations
