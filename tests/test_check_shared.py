@@ -464,6 +464,11 @@ def test_fifo_pidfile_and_config_do_not_hold_the_check(
         f"ha-notify: error: cannot read haproxy config {fifo}: {fifo} is a FIFO, not a regular "
         "file\n",
     )
+    own = check("haproxy", "--config", str(fifo), "--timeout", "30")
+    assert (own.returncode, own.stderr) == (
+        2,
+        f"ha-notify: error: {fifo}: is a FIFO; expected the TOML config file\n",
+    )
     assert time.monotonic() - start < 25  # far below --timeout: nothing waited on the FIFO
 
 

@@ -111,7 +111,7 @@ def files(path: str) -> list[str]:
 
 def _lines(paths: Iterable[str], deadline: float) -> Iterable[str]:
     for path in paths:
-        for name in files(path):
+        for name in bounded.call(path, lambda: files(path), deadline):  # noqa: B023 - called at once
             data = bounded.read_file(name, MAX_CONFIG, deadline)
             yield from data.decode("utf-8", "replace").splitlines()
 
