@@ -399,19 +399,36 @@ def test_master_worker_zombie_worker_without_w_flag(
         proxy.close()
 
 
-@pytest.mark.parametrize(("keyword", "healthy"), [("master-worker", False), ("daemon", True)])
-def test_master_by_config_keyword_alone(
-    check: CheckRun, ns: Namespace, tmp_path: Path, keyword: str, healthy: bool
+@pytest.mark.parametrize(
+    ("keyword", "environ", "user", "healthy"),
+    [
+        ("master-worker", "", NOBODY, False),  # haproxy's environment unreadable: the keyword
+        ("daemon", "", NOBODY, True),
+        ("daemon", "HAPROXY_MWORKER=1", 0, False),  # readable: haproxy's own mark decides
+        ("master-worker", "HAPROXY_X=1", 0, True),
+    ],
+)
+def test_master_by_config_keyword_or_environment(
+    ns: Namespace,
+    world: Path,
+    nobody_bin: Path,
+    keyword: str,
+    environ: str,
+    user: int,
+    healthy: bool,
 ) -> None:
-    """A lone haproxy whose -f config says `master-worker` is a master with no worker."""
-    cfg = tmp_path / "lone.cfg"
+    """A lone haproxy is a master (with no worker) by its -f config's keyword or its environment."""
+    cfg = world / "lone.cfg"
     cfg.write_text(f"global\n    {keyword}\n")
-    lone = tmp_path / "haproxy"
+    cfg.chmod(0o644)
+    lone = world / "haproxy"
     shutil.copy(os.path.realpath("/usr/bin/python3"), lone)  # comm: haproxy
-    proc = ns.popen(str(lone), "-c", "import time; time.sleep(600)", "-f", str(cfg))
+    code = "import time; time.sleep(600)"
+    proc = ns.popen("env", environ or "X=1", str(lone), "-c", code, "-f", str(cfg))
     try:
         pid = int(wait_for(lambda: lone_pid(ns), "the lone haproxy"))  # type: ignore[call-overload]
-        result = check("haproxy", "--no-pidfile")
+        check = CheckRun(world, ns, exe=nobody_bin)
+        result = check("haproxy", "--no-pidfile", user=user or None)
         if healthy:
             assert (result.returncode, result.stderr) == (0, "")
         else:

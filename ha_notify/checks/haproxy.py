@@ -91,9 +91,17 @@ def _config_paths(options: CheckOptions, proc: Optional[Proc] = None) -> list[st
 
 
 def master_keyword(options: CheckOptions) -> Callable[[Proc], bool]:
-    """Whether a lone haproxy runs in master-worker mode by its configuration's keyword."""
+    """Whether a lone haproxy runs in master-worker mode by its configuration's keyword.
+
+    A master-worker master has ``HAPROXY_MWORKER=1`` in its environment; when we may read
+    that, it is the answer (one /proc read). Otherwise the ``master-worker`` keyword of the
+    configuration it was started with decides.
+    """
 
     def is_master(proc: Proc) -> bool:
+        environ = procfs._read(f"{procfs.PROC}/{proc.pid}/environ", 1 << 20)
+        if environ:  # readable (root, or haproxy's own user): haproxy marks its master there
+            return b"\0HAPROXY_MWORKER=1\0" in b"\0" + environ
         from ha_notify.checks import haproxy_cfg
 
         try:
