@@ -56,8 +56,9 @@ CheckHaproxyConfigOpt = typer.Option(
 CheckDeepOpt = typer.Option(
     None,
     "--deep/--no-deep",
-    help="Also ask the runtime API: show info answers, not stopping, every frontend OPEN, "
-    "every backend with >= --min-up servers UP [default: [checks.haproxy] deep, else off]",
+    help="Also ask the runtime API: show info answers, not stopping, every frontend OPEN; "
+    "backends with no server UP are reported, not failed (the pair shares them) "
+    "[default: [checks.haproxy] deep, else off]",
     show_default=False,
 )
 CheckMinUpOpt = typer.Option(
@@ -65,7 +66,8 @@ CheckMinUpOpt = typer.Option(
     "--min-up",
     min=0,
     metavar="N",
-    help="Servers UP needed per backend [default: 1]",
+    help="Fail the node when a backend has fewer than N servers UP (only for backends that "
+    "differ per node; by default they are reported, not failed)",
     show_default=False,
 )
 CheckIgnoreBackendOpt = typer.Option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -52,6 +53,14 @@ def collect(config: Config) -> dict[str, Any]:
     dead = spool.list_dead()
     for d in dead:
         recipients += _recipients(d, "dead")
+    from ha_notify.checks.settings import DEFAULT_RUN_DIR, RUN_DIR_ENV
+    from ha_notify.checks.state import last_results
+
+    run_dir = os.environ.get(RUN_DIR_ENV) or config.checks.get("run_dir") or DEFAULT_RUN_DIR
+    checks = [
+        {"state_file": name, "healthy": healthy, "last": text}
+        for name, healthy, text in last_results(run_dir)
+    ]
     return {
         "config": str(config.path) if config.path else None,
         "state_dir": str(g.state_dir),
@@ -61,6 +70,7 @@ def collect(config: Config) -> dict[str, Any]:
         "dead_last_error": dead[-1].last_error if dead else "",
         "recipients": recipients,
         "quarantined": quarantined(spool),
+        "checks": checks,
     }
 
 
@@ -123,4 +133,10 @@ def format_text(report: dict[str, Any]) -> str:
     lines.append(f"quarantined files: {len(report['quarantined'])}")
     for q in report["quarantined"]:
         lines.append(f"  {q['file']}: {q['reason']}")
+    lines += ["", "health checks (last result of each vrrp_script check):"]
+    if not report.get("checks"):
+        lines.append("  none recorded")
+    for check in report.get("checks", []):
+        verdict = "healthy" if check["healthy"] else "UNHEALTHY"
+        lines.append(f"  {verdict:<9} {check['last'] or check['state_file']}")
     return "\n".join(lines)

@@ -19,16 +19,16 @@ TIMEOUT = 1.0  # seconds: the alert must not wait for a hung haproxy
 
 
 def _backends(reply: stats.Reply) -> list[str]:
-    servers: dict[str, list[tuple[str, str]]] = {}
+    servers: dict[str, list[tuple[str, str, str]]] = {}
     for row in reply.rows:
         if row.get("type") == "2":
             servers.setdefault(row.get("pxname", "?"), []).append(
-                (row.get("svname", "?"), row.get("status", "?"))
+                (row.get("svname", "?"), row.get("status", "?"), row.get("weight", "1"))
             )
     lines = []
     for backend, members in servers.items():
-        up = sum(1 for _, status in members if stats.server_up(status))
-        down = [f"{name} {status}" for name, status in members if not stats.server_up(status)]
+        up = sum(1 for _, status, weight in members if stats.server_up(status, weight))
+        down = [f"{n} {s}" for n, s, w in members if not stats.server_up(s, w)]
         tail = f" (not UP: {', '.join(down[:5])})" if down else ""
         lines.append(f"backend {backend}: {up}/{len(members)} servers UP{tail}")
     return lines

@@ -188,13 +188,18 @@ class CheckRun:
         )
         return env
 
-    def __call__(self, *args: str, user: Optional[int] = None) -> subprocess.CompletedProcess[str]:
+    def argv(self, *args: str, user: Optional[int] = None) -> list[str]:
+        """The command line of ``ha-notify check ARGS`` (as ``user``, in the namespace)."""
         start = [str(self.exe)] if self.exe else [sys.executable, "-m", "ha_notify"]
         argv = [*start, "check", *args]
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
         if self.ns is not None:
             argv = self.ns.command(*argv)
+        return argv
+
+    def __call__(self, *args: str, user: Optional[int] = None) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(*args, user=user)
         return subprocess.run(argv, capture_output=True, text=True, env=self.env(), timeout=60)
 
 

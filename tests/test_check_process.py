@@ -129,3 +129,28 @@ def test_process_usage_errors(check: CheckRun, args: tuple[str, ...], message: s
     result = check("process", *args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(("length", "rewritten"), [(15, True), (16, False), (16, True), (14, True)])
+def test_names_match_exactly_like_killall(
+    check: CheckRun, tmp_path: Path, length: int, rewritten: bool
+) -> None:
+    """For names around the kernel's 15-character cut, the check agrees with killall -0."""
+    name = f"hn{uuid.uuid4().hex}"[:length]
+    program = tmp_path / name
+    shutil.copy("/bin/sleep", program)
+    argv0 = "worker: serving" if rewritten else str(program)
+    proc = subprocess.Popen(["bash", "-c", f'exec -a "{argv0}" {program} 600'])
+    try:
+        wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text() == name[:15] + "\n", "exec")
+        candidates = {name, name[:15], name[:15] + "x", name[:14], name + "y"}
+        verdicts = {}
+        for candidate in sorted(candidates):
+            killall = subprocess.run(["killall", "-0", candidate], capture_output=True)
+            ours = check("process", candidate, "--no-pidfile")
+            verdicts[candidate] = (killall.returncode, ours.returncode)
+        assert all(theirs == ours for theirs, ours in verdicts.values()), verdicts
+        assert verdicts[name] == (0, 0)
+    finally:
+        proc.kill()
+        proc.wait()

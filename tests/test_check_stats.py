@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 
-from ha_notify.checks import stats
+from ha_notify.checks import stats, summarize
 
 INFO = "Name: HAProxy\nVersion: 2.6.12\nPid: 42\nStopping: 0\n\n"
 HEADER = "# pxname,svname,qcur,status,type\n"
@@ -55,7 +54,43 @@ def test_problems(
     rows: list[str], min_up: int, ignore: tuple[str, ...], expected: list[str]
 ) -> None:
     """Each failing frontend/backend is named; UP, "UP 1/3" and "no check" count as UP."""
-    assert stats.problems(reply(*rows), min_up, ignore) == expected
+    answer = reply(*rows)
+    found = stats.frontend_problems(answer) + stats.backend_problems(answer, min_up, ignore)
+    assert found == expected
+
+
+WEIGHTED = "# pxname,svname,status,weight,type\n"
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (["be,a,UP,0,2", "be,b,no check,0,2", "be,BACKEND,DOWN,0,1"], "a UP weight 0"),
+        (["be,a,DRAIN,1,2", "be,b,DRAIN,1,2", "be,BACKEND,DOWN,0,1"], "a DRAIN, b DRAIN"),
+        (["be,a,UP,1,2", "be,BACKEND,DOWN,0,1"], "haproxy shows the backend DOWN"),
+    ],
+)
+def test_weight_zero_drain_and_backend_down_alike(rows: list[str], expected: str) -> None:
+    """Weight 0, DRAIN and a BACKEND row DOWN all mean no server takes traffic."""
+    answer = stats.parse(INFO + WEIGHTED + "".join(row + "\n" for row in rows))
+    (problem,) = stats.backend_problems(answer, 1)
+    assert problem.startswith("backend be has 0 of ")
+    assert expected in problem
+
+
+def test_empty_backend_is_not_judged() -> None:
+    """A backend without servers (`listen stats`, haproxy shows it UP) is skipped."""
+    answer = stats.parse(INFO + WEIGHTED + "empty,BACKEND,UP,0,1\n")
+    assert stats.backend_problems(answer, 1) == []
+
+
+def test_summarize_bounds_the_line() -> None:
+    """200 problems become the first five and `and 195 more`."""
+    items = [f"backend b{i} has 0 of 1 servers UP" for i in range(200)]
+    line = summarize(items)
+    assert line.endswith("; and 195 more")
+    assert line.count("backend") == 5
+    assert summarize(items[:2]) == "; ".join(items[:2])
 
 
 def test_parse_reads_info_fields() -> None:
@@ -96,43 +131,3 @@ def test_resolve_address_refuses(spec: str) -> None:
     """Forms a check cannot connect to are refused."""
     with pytest.raises(ValueError):
         stats.resolve_address(spec)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            "global\n  stats socket /run/haproxy/admin.sock mode 660 level admin\n",
-            "/run/haproxy/admin.sock",
-        ),
-        (
-            "global\n  # stats socket /old.sock\n  stats socket ipv4@127.0.0.1:9999\n",
-            "ipv4@127.0.0.1:9999",
-        ),
-        ('global\n  stats socket "/q.sock" level user\n', "/q.sock"),
-        (
-            "global\n  stats timeout 30s\n  stats socket /a.sock\n  stats socket /b.sock\n",
-            "/a.sock",
-        ),
-    ],
-)
-def test_socket_from_config(tmp_path: Path, text: str, expected: str) -> None:
-    """The first `stats socket` line of haproxy.cfg names the socket."""
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(text)
-    assert stats.socket_from_config(str(cfg)) == expected
-
-
-def test_socket_from_config_directory(tmp_path: Path) -> None:
-    """A configuration directory (haproxy -f DIR) is read in file-name order."""
-    (tmp_path / "10-global.cfg").write_text("global\n  daemon\n")
-    (tmp_path / "20-stats.cfg").write_text("global\n  stats socket /d.sock\n")
-    assert stats.socket_from_config(str(tmp_path)) == "/d.sock"
-
-
-def test_socket_from_config_without_socket(tmp_path: Path) -> None:
-    """A haproxy.cfg without a stats socket raises LookupError."""
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text("global\n  daemon\n")
-    with pytest.raises(LookupError):
-        stats.socket_from_config(str(cfg))

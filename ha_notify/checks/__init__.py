@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ha_notify.checks.base import Check
 
-__all__ = ["Check", "CheckOptions", "CheckResult"]
+__all__ = ["Check", "CheckOptions", "CheckResult", "shared_line", "summarize"]
 
 
 class _Frozen:
@@ -55,28 +55,38 @@ class _Frozen:
 
 
 class CheckResult(_Frozen):
-    """What a check found: ``healthy`` and a one-line ``reason`` an operator can act on."""
+    """What a check found: ``healthy`` and a one-line ``reason`` an operator can act on.
 
-    __slots__ = ("healthy", "reason")
+    ``notes`` are problems reported but not judged: for the haproxy check, backends whose
+    servers the pair shares (failing over cannot help them). They go to stderr, syslog (on
+    change) and ``status``, never into the verdict.
+    """
+
+    __slots__ = ("healthy", "notes", "reason")
     healthy: bool
     reason: str
+    notes: tuple[str, ...]
 
-    def __init__(self, healthy: bool, reason: str) -> None:
+    def __init__(self, healthy: bool, reason: str, notes: tuple[str, ...] = ()) -> None:
         object.__setattr__(self, "healthy", healthy)
         object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "notes", notes)
 
 
 class CheckOptions(_Frozen):
     """Effective settings of one check run: command line over config file over defaults.
 
     ``deadline`` is a ``time.monotonic()`` value: the whole check must finish by then.
-    ``no_pidfile`` means "scan /proc, ignore every pidfile". ``args`` are the positional
-    arguments after the check name (``process NAME``); third-party checks also get their raw
-    ``[checks.NAME]`` table as ``table``.
+    ``no_pidfile`` means "scan /proc, ignore every pidfile". ``min_up`` is the number of
+    servers UP a backend needs; ``backends_fail`` says whether a backend below it fails the
+    check (the operator set ``min_up``) or is only reported in the result's notes. ``args``
+    are the positional arguments after the check name (``process NAME``); third-party
+    checks also get their raw ``[checks.NAME]`` table as ``table``.
     """
 
     __slots__ = (
         "args",
+        "backends_fail",
         "deadline",
         "deep",
         "haproxy_config",
@@ -99,6 +109,7 @@ class CheckOptions(_Frozen):
     timeout: float
     deadline: float
     min_up: int
+    backends_fail: bool
     ignore_backends: frozenset[str]
     table: Mapping[str, object]
 
@@ -115,6 +126,7 @@ class CheckOptions(_Frozen):
         timeout: float = 2.0,
         deadline: float,
         min_up: int = 1,
+        backends_fail: bool = False,
         ignore_backends: frozenset[str] = frozenset(),
         table: Optional[Mapping[str, object]] = None,
     ) -> None:
@@ -129,6 +141,7 @@ class CheckOptions(_Frozen):
             "timeout": timeout,
             "deadline": deadline,
             "min_up": min_up,
+            "backends_fail": backends_fail,
             "ignore_backends": ignore_backends,
             "table": {} if table is None else table,
         }
@@ -137,6 +150,21 @@ class CheckOptions(_Frozen):
 
     def __hash__(self) -> int:
         return hash((self.name, self.args, self.deadline))
+
+
+MAX_PROBLEMS = 5  # problems named in one line before "and N more"
+
+
+def summarize(items: list[str], limit: int = MAX_PROBLEMS, sep: str = "; ") -> str:
+    """The first ``limit`` items joined, then ``and N more``: a line of bounded length."""
+    more = len(items) - limit
+    head = sep.join(items[:limit])
+    return head + (f"{sep}and {more} more" if more > 0 else "")
+
+
+def shared_line(notes: tuple[str, ...]) -> str:
+    """The one line that reports ``notes``: what the pair shares, reported, not failed over."""
+    return f"reported, not failed over (both nodes share it): {summarize(list(notes))}"
 
 
 def __getattr__(name: str) -> object:

@@ -80,20 +80,38 @@ def cmdline(pid: int) -> list[str]:
 
 
 def matches(proc: Proc, name: str) -> bool:
-    """Whether ``proc`` is called ``name``, with killall's rule for names the kernel cut."""
-    if len(name) < COMM_LEN:
+    """Whether ``proc`` is called ``name``, exactly as psmisc's ``killall`` decides.
+
+    A ``comm`` shorter than 15 characters, or a ``name`` shorter than 15, must equal ``name``.
+    A 15-character ``comm`` may be cut: killall then looks through the command line for the
+    first argument whose base name starts with ``comm`` (skipping an interpreter such as
+    ``sh``); if there is one, ``name`` must equal that base name, else (the argument vector
+    was rewritten) ``name``'s first 15 characters must equal ``comm``.
+    """
+    if len(proc.comm) != COMM_LEN or len(name) < COMM_LEN:
         return proc.comm == name
-    if proc.comm != name[:COMM_LEN]:
-        return False
-    argv = cmdline(proc.pid)
-    return bool(argv) and os.path.basename(argv[0]) == name
+    long_name = full_name(proc)
+    if long_name is not None:
+        return name == long_name
+    return name[:COMM_LEN] == proc.comm
 
 
-def children(pid: int) -> Optional[list[Proc]]:
+def full_name(proc: Proc) -> Optional[str]:
+    """killall's "long name" of a process whose comm was cut, or None if argv has none."""
+    for arg in cmdline(proc.pid):
+        if not arg:
+            return None
+        base = arg.rsplit("/", 1)[-1]
+        if base[:COMM_LEN] == proc.comm:
+            return base
+    return None
+
+
+def children(pid: int, deadline: Optional[float] = None) -> Optional[list[Proc]]:
     """Direct children of ``pid`` from /proc/PID/task/TID/children.
 
     None when the kernel does not offer that file (``CONFIG_PROC_CHILDREN`` off); the caller
-    then falls back to a scan.
+    then falls back to a scan. Raises TimeoutError when ``deadline`` passes.
     """
     try:
         tids = os.listdir(f"{PROC}/{pid}/task")
@@ -101,6 +119,7 @@ def children(pid: int) -> Optional[list[Proc]]:
         return []
     found: list[Proc] = []
     for tid in tids:
+        _in_time(deadline, "listing the children of a master")
         data = _read(f"{PROC}/{pid}/task/{tid}/children", 65536)
         if data is None:
             if not os.path.exists(f"{PROC}/{pid}/task/{tid}/children"):
@@ -111,6 +130,11 @@ def children(pid: int) -> Optional[list[Proc]]:
             if proc is not None:
                 found.append(proc)
     return found
+
+
+def _in_time(deadline: Optional[float], what: str) -> None:
+    if deadline is not None and monotonic() > deadline:
+        raise TimeoutError(f"{what} took longer than --timeout")
 
 
 def scan(name: str, deadline: Optional[float] = None) -> list[Proc]:
@@ -125,8 +149,8 @@ def scan(name: str, deadline: Optional[float] = None) -> list[Proc]:
     for count, entry in enumerate(os.listdir(PROC)):
         if not entry.isdigit():
             continue
-        if deadline is not None and count % 256 == 0 and monotonic() > deadline:
-            raise TimeoutError("the /proc scan took longer than --timeout")
+        if count % 256 == 0:
+            _in_time(deadline, "the /proc scan")
         if _read(f"{PROC}/{entry}/comm", 64) != want:
             continue
         pid = int(entry)
@@ -138,18 +162,66 @@ def scan(name: str, deadline: Optional[float] = None) -> list[Proc]:
     return found
 
 
-def read_pidfile(path: str) -> list[int]:
+def read_pidfile(path: str, deadline: Optional[float] = None) -> list[int]:
     """Pids listed in a pidfile (one per line, as haproxy writes them).
 
-    Raises FileNotFoundError / PermissionError like ``open`` does.
+    Raises FileNotFoundError / PermissionError like ``open`` does, NotRegularFile for a FIFO
+    or anything else that is not a regular file, and TimeoutError when reading it (a hung
+    filesystem) outlasts ``deadline``.
     """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.read(fd, 4096)
-    finally:
-        os.close(fd)
+    from ha_notify.checks import bounded
+
+    if deadline is None:
+        data = bounded.read_regular(path, 4096)
+    else:
+        data = bounded.read_file(path, 4096, deadline)
     pids: list[int] = []
     for word in data.split():
         if word.isdigit() and int(word) > 0:
             pids.append(int(word))
     return pids
+
+
+def exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists, even one /proc hides from us (``kill(pid, 0)``)."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # it exists, it is just not ours
+    except OSError:
+        return False
+    return True
+
+
+def proc_hiding() -> Optional[tuple[str, Optional[int]]]:
+    """/proc's ``hidepid=`` option and ``gid=`` (the group exempt from it), or None.
+
+    Reads /proc/self/mountinfo, where the last /proc mount is the one on top (a container's
+    over the host's); None when it hides nothing (no option, or ``hidepid=0``).
+    """
+    data = _read(f"{PROC}/self/mountinfo", 1 << 20) or b""
+    options: list[str] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if sep and len(fields) >= 5 and fields[4] == PROC and right.split():
+            options = right.split()[-1].split(",")
+    hide = next((o for o in options if o.startswith("hidepid=")), None)
+    if hide is None or hide in ("hidepid=0", "hidepid=off"):
+        return None
+    gid = next((o[4:] for o in options if o.startswith("gid=")), "")
+    return hide, int(gid) if gid.isdigit() else None
+
+
+def hidden_from(uid: int, gids: tuple[int, ...]) -> Optional[str]:
+    """The ``hidepid=`` option when it hides other users' processes from this user, or None."""
+    hiding = proc_hiding()
+    if hiding is None or uid == 0:
+        return None
+    option, exempt = hiding
+    return None if exempt is not None and exempt in gids else option
+
+
+def hidepid() -> Optional[str]:
+    """:func:`hidden_from` for this process (called on the unhealthy path only)."""
+    return hidden_from(os.geteuid(), (os.getegid(), *os.getgroups()))

@@ -168,6 +168,7 @@ def build_options(request: Request, settings: ChecksSettings, start: float) -> C
         min_up=int(min_up)
         if min_up is not None
         else (conf.min_up if conf.min_up is not None else 1),
+        backends_fail=bool(min_up if min_up is not None else conf.min_up),
         ignore_backends=frozenset(conf.ignore_backends) | frozenset(request.ignore_backends),
         table=conf.table if request.name not in BUILTIN else None,
     )
@@ -256,4 +257,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"unhealthy: {result.reason}\n")
     elif os.isatty(1):
         sys.stdout.write(f"healthy: {result.reason}\n")
+    if result is not None and result.notes:
+        from ha_notify.checks import shared_line
+
+        sys.stderr.write(f"{shared_line(result.notes)}\n")
     return code

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import sys
 
 from ha_notify.checks import _Frozen
@@ -125,6 +126,10 @@ def load(path: Optional[str] = None) -> ChecksSettings:
         return ChecksSettings(None, bootstrap_run_dir(), {})
     except OSError as exc:
         raise _error(chosen, None, f"cannot read it: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would hold the check forever
+        from ha_notify.checks.bounded import kind
+
+        raise _error(chosen, None, f"is {kind(info.st_mode)}; expected the TOML config file")
     key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
     checks = _cache_read(chosen, key)
     if checks is None:
@@ -219,7 +224,7 @@ def _cache_path(path: str) -> str:
 
 def _cache_read(path: str, key: tuple[int, ...]) -> Optional[dict[str, Any]]:
     try:
-        fd = os.open(_cache_path(path), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(_cache_path(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:

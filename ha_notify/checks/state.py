@@ -1,9 +1,11 @@
 """Remembering the last result of each check, so syslog hears only about changes.
 
 One small file per check invocation (check name and arguments) in the run directory holds
-``1`` or ``0`` and the reason of an unhealthy result. A healthy run that was healthy before
-reads one file and writes nothing. When the run directory cannot be used, nothing is
-tracked and every unhealthy result goes to syslog (healthy ones never do).
+``1`` or ``0`` and a digest of what an operator would be told (the unhealthy reason, the
+shared problems in ``notes``), so a change is seen whatever the reasons' length. A healthy
+run that was healthy before reads one file and writes nothing. When the run directory cannot
+be used, nothing is tracked and every unhealthy result goes to syslog (healthy ones never do,
+unless they carry notes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from ha_notify.checks import CheckResult
 
 MAX_NAME = 200
+MAX_LINE = 2000  # characters of one syslog line; reasons are summarised well below this
 SYSLOG_ENV = "HA_NOTIFY_SYSLOG"
 
 
@@ -29,30 +32,81 @@ def state_path(run_dir: str, argv: list[str]) -> str:
 
 
 def _encode(result: CheckResult) -> bytes:
-    # A healthy reason changes on every restart (it names pids): only the verdict counts.
-    text = "1\n" if result.healthy else f"0 {result.reason}\n"
-    return text.encode("utf-8", "replace")
+    """``1``/``0`` and a digest of the reason (unhealthy only) and the notes.
+
+    A healthy reason changes on every restart (it names pids): only the verdict and the
+    notes count then. The digest (CRC-32 and Adler-32 and the length) fits any reason in a
+    few bytes: comparing it never depends on how long the reason is.
+    """
+    text = "" if result.healthy else result.reason
+    if result.notes:
+        text += "\0" + "\0".join(result.notes)
+    if not text:
+        return b"1\n" if result.healthy else b"0\n"
+    import zlib  # built in, 60 us: only when there is something to digest
+
+    data = text.encode("utf-8", "replace")
+    digest = f"{len(data)}-{zlib.crc32(data):08x}-{zlib.adler32(data):08x}"
+    return f"{'1' if result.healthy else '0'} {digest}\n".encode()
 
 
-def changed(path: str, result: CheckResult) -> Optional[bool]:
-    """Record ``result``; True if it differs from the last one, None if untracked."""
+def changed(path: str, result: CheckResult, text: str = "") -> Optional[bool]:
+    """Record ``result``; True if it differs from the last one, None if untracked.
+
+    Only the first line (verdict and digest) is compared; ``text``, the line syslog heard,
+    is kept after it for ``ha-notify status``.
+    """
     new = _encode(result)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         old = b""
     except OSError:
         return None
     else:
         try:
-            old = os.read(fd, 8192)
+            old = os.read(fd, 128)
         except OSError:
             old = b""
         finally:
             os.close(fd)
-    if old == new:
+    if old.split(b"\n", 1)[0] + b"\n" == new:
         return False
-    return True if write_replace(path, new, 0o644) else None
+    data = new + text.encode("utf-8", "replace") + b"\n" if text else new
+    return True if write_replace(path, data, 0o644) else None
+
+
+def last_results(run_dir: str) -> list[tuple[str, bool, str]]:
+    """Each check's last result from the run directory: (state file, healthy, its line)."""
+    try:
+        names = sorted(n for n in os.listdir(run_dir) if n.startswith("check-"))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.endswith(".state"):
+            continue
+        try:
+            with open(os.path.join(run_dir, name), "rb") as handle:
+                head, _, text = handle.read(MAX_LINE * 4 + 256).partition(b"\n")
+        except OSError:
+            continue
+        found.append((name, head[:1] == b"1", text.decode("utf-8", "replace").strip()))
+    return found
+
+
+def line(argv: list[str], result: CheckResult) -> str:
+    """What syslog hears: verdict, reason and shared problems, at most MAX_LINE characters."""
+    verdict = "healthy" if result.healthy else "unhealthy"
+    text = f"check {' '.join(argv)}: {verdict}: {result.reason}"
+    if result.notes:
+        from ha_notify.checks import shared_line
+
+        text += f"; {shared_line(result.notes)}"
+    if len(text) > MAX_LINE:
+        cut = len(text) - MAX_LINE
+        text = f"{text[:MAX_LINE]}... ({cut} more characters)"
+    return text
 
 
 def syslog_line(message: str, healthy: bool) -> None:
@@ -88,8 +142,8 @@ def record(
     emit: Optional[Callable[[str, bool], None]] = None,
 ) -> None:
     """Log ``result`` to syslog if it changed since the previous run of the same check."""
-    was = changed(state_path(run_dir, argv), result)
-    if was is False or (was is None and result.healthy):
+    text = line(argv, result) if not result.healthy or result.notes else ""
+    was = changed(state_path(run_dir, argv), result, text)
+    if was is False or (was is None and result.healthy and not result.notes):
         return
-    verdict = "healthy" if result.healthy else "unhealthy"
-    (emit or syslog_line)(f"check {' '.join(argv)}: {verdict}: {result.reason}", result.healthy)
+    (emit or syslog_line)(text or line(argv, result), result.healthy)

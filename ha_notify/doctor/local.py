@@ -185,7 +185,7 @@ def _tree_problem(folder: Path, user: access.User) -> Optional[str]:
 
 def haproxy_findings(env: Environment, wired: Wiring) -> list[Finding]:
     """Process (pidfile) and stats socket, as keepalived's `ha-notify check haproxy` sees them."""
-    from ha_notify.checks import haproxy, process, runner
+    from ha_notify.checks import haproxy, process, procfs, runner
     from ha_notify.checks.settings import ChecksSettings, bootstrap_run_dir
 
     calls = [c for c in wired.calls if c.sub == "check" and c.argv[2:3] == ["haproxy"]]
@@ -211,7 +211,9 @@ def haproxy_findings(env: Environment, wired: Wiring) -> list[Finding]:
     except HaNotifyError as exc:  # the script line's own finding says what to fix
         return [fail("haproxy process", f"the check cannot run: {exc}", "fix the vrrp_script line")]
     found = []
-    result = process.assess("haproxy", options, haproxy.MASTER_FLAGS)
+    result = process.assess(
+        "haproxy", options, haproxy.MASTER_FLAGS, haproxy.master_keyword(options)
+    )
     pid_fix = "start haproxy (systemctl start haproxy), or point --pidfile at its pidfile"
     why = access.reach(Path(options.pidfile), user, access.R) if options.pidfile else None
     if not result.healthy:
@@ -221,6 +223,18 @@ def haproxy_findings(env: Environment, wired: Wiring) -> list[Finding]:
     else:
         found.append(ok("haproxy process", result.reason))
     found.append(_stats_socket(options, user))
+    hidden = procfs.hidden_from(user.uid, (user.gid,))
+    if hidden:
+        found.append(
+            warn(
+                "proc visibility",
+                f"/proc is mounted {hidden}: {user.name} cannot see haproxy's processes, so "
+                "the check cannot find haproxy by name, nor see zombies behind a pidfile",
+                f"mount /proc with gid={user.group} (e.g. `proc /proc proc "
+                f"defaults,{hidden},gid={user.group} 0 0` in /etc/fstab), or keep a pidfile "
+                f"{user.name} can read in the check line (--pidfile /run/haproxy.pid)",
+            )
+        )
     return found
 
 
