@@ -35,7 +35,7 @@ from lab.netns import LabError, Unsupported
 
 RULES = configs.REPO / "contrib" / "prometheus" / "ha-notify-rules.yml"
 ALERTMANAGER = configs.REPO / "contrib" / "alertmanager" / "alertmanager.yml"
-BINARIES = ("ip", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter")
+BINARIES = ("ip", "prometheus", "prometheus-alertmanager", "amtool", "prometheus-node-exporter")
 PROMETHEUS_PORT, ALERTMANAGER_PORT, SINK_PORT, EXPORTER_PORT = 9090, 9093, 8080, 9100
 PLACEHOLDER = re.compile(r"http://alert-receiver\.invalid/")
 TIMINGS = {"group_wait": "1s", "group_interval": "2s"}
@@ -66,7 +66,9 @@ def lab_alertmanager(text: str, sink: str) -> str:
 
 
 class Fleet:
-    """Start with ``start()`` (or ``with``); node ``i``'s textfile folder is ``metrics_dir(i)``."""
+    """Start with ``start()`` (or ``with``); node ``i``'s textfile folder is ``metrics_dir(i)``.
+
+    With no nodes, only Alertmanager and the sink run."""
 
     def __init__(
         self, workdir: Path, nodes: list[str], *, for_override: Optional[str] = None
@@ -128,6 +130,9 @@ class Fleet:
             f"--web.listen-address=127.0.0.1:{ALERTMANAGER_PORT}",
             "--cluster.listen-address=",  # no gossip port: a single, private Alertmanager
         )
+        if not self.nodes:  # Alertmanager alone (routing and inhibition tests)
+            self.wait("Alertmanager up", lambda: self.get(ALERTMANAGER_PORT, "/api/v2/status"), 60)
+            return
         self._spawn(
             "prometheus",
             "prometheus",
@@ -169,16 +174,25 @@ class Fleet:
         files = sorted(self.sink_dir.glob("*.json")) if self.sink_dir.is_dir() else []
         return [json.loads(f.read_text()) for f in files]
 
+    def amtool(self, *args: str) -> str:
+        """Run ``amtool`` against this Alertmanager; its stdout."""
+        url = f"--alertmanager.url=http://127.0.0.1:{ALERTMANAGER_PORT}/"
+        return netns.run(netns.ns_cmd(self.ns, ["amtool", url, *args]))
+
+    def inside(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` in a thread inside the namespace (its sockets reach the components)."""
+        assert self._pool is not None
+        return self._pool.submit(fn).result()
+
     def get(self, port: int, path: str) -> Any:
         """GET JSON from a component inside the namespace."""
-        assert self._pool is not None
         url = f"http://127.0.0.1:{port}{path}"
 
         def fetch() -> Any:
             with urllib.request.urlopen(url, timeout=10) as reply:
                 return json.load(reply)
 
-        return self._pool.submit(fetch).result()
+        return self.inside(fetch)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant PromQL query's result vector."""
