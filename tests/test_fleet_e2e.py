@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lab.fleet import ALERTMANAGER_PORT, Fleet
-from tests.fleet_helpers import StandInWatcher, need
+from tests.fleet_helpers import StandInWatcher, metrics, need
 
 pytestmark = [
     pytest.mark.root,
@@ -81,3 +81,32 @@ def test_split_brain_reaches_the_webhook_once_and_resolves(fleet: Fleet) -> None
     assert sent[0]["body"]["alerts"][0]["annotations"]["summary"] == (
         "Split brain: 2 nodes are MASTER for VI_1 in shop-lb"
     )
+
+
+def test_a_damaged_standby_file_leaves_the_pair_degraded(fleet: Fleet) -> None:
+    """A standby whose metrics file is damaged (node_exporter drops it and reports a scrape
+    error) counts as no standby: HAPairDegraded reaches the webhook, not a healthy pair."""
+    lb1 = StandInWatcher(fleet.metrics_dir(0), CLUSTER, "lb1").start()
+    try:
+        lb1.set(VI_1="master")
+        lb2_file = fleet.metrics_dir(1) / "ha-notify.prom"
+        lb2_file.write_text(
+            metrics(CLUSTER, "lb2", {"VI_1": "backup"})[:-40] + "{{ half a line\n"
+        )  # a writer that died mid-file (the watcher renames, a careless tool may not)
+        fleet.wait(
+            "node_exporter reports lb2's file as broken",
+            lambda: fleet.query("node_textfile_scrape_error == 1"),
+            SETTLE,
+        )
+        note = fleet.wait("a notification", fleet.notifications, SETTLE)[0]
+    finally:
+        lb1.stop()
+    assert note["path"] == "/ha-warning"
+    assert [a["labels"] for a in note["body"]["alerts"]] == [
+        {
+            "alertname": "HAPairDegraded",
+            "cluster": CLUSTER,
+            "vrrp_instance": "VI_1",
+            "severity": "warning",
+        }
+    ]
