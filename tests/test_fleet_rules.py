@@ -288,3 +288,16 @@ def test_channel_alert_without_extra_labels_is_inhibited(
         return names if len(alerts) == 3 and "HANodeCheckFailing" in names else None
 
     assert CHANNEL_ALERT in fleet.wait("the rule's node alert inhibited", inhibited, 60)
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_a_missing_engine_skips_except_under_ci(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    """Without promtool on PATH these tests skip, and under CI=true they fail instead."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="not installed: promtool"):
+        need("promtool")
