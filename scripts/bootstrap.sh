@@ -1,6 +1,7 @@
 # Sourced by scripts/test.sh and scripts/lab.sh: installs what a fresh Debian machine lacks.
 #   - Debian packages: haproxy, keepalived, iproute2, psmisc (killall, for the benchmarks),
-#     python3-venv; only the missing ones, with apt-get, as root.
+#     python3-venv, and the fleet kit's engines (prometheus for promtool, prometheus-alertmanager
+#     for amtool, prometheus-node-exporter); only the missing ones, with apt-get, as root.
 #   - the repo's virtualenv .venv with `pip install -e '.[test]'`.
 # Sets VENV to the virtualenv's folder.
 
@@ -13,6 +14,9 @@ bootstrap() {
     command -v keepalived >/dev/null 2>&1 || missing="$missing keepalived"
     command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
     command -v killall >/dev/null 2>&1 || missing="$missing psmisc"
+    command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+    command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+    command -v prometheus-node-exporter >/dev/null 2>&1 || missing="$missing prometheus-node-exporter"
     if [ ! -x "$VENV/bin/python" ]; then
         /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
     fi
