@@ -67,11 +67,11 @@ class Episode:
             self.since = now
         if self.streak < self.rule.confirm:
             return None
-        if bad and now - (self.since or now) < self.rule.hold:
+        since = self.since if self.since is not None else now
+        if bad and now - since < self.rule.hold:
             return None
         self.streak = 0
         self.active = bool(bad)
-        since = self.since if self.since is not None else now
         if not bad:
             self.since = None
         return Change(self.kind, self.vip, not bad, since, now, dict(self.detail))
