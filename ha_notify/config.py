@@ -24,6 +24,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 DEFAULT_PATH = Path("/etc/ha-notify/config.toml")
 ENV_VAR = "HA_NOTIFY_CONFIG"
 STATES = ("master", "backup", "fault", "stop", "deleted")
+# Pair alerts from the watcher; a channel's ``states`` may name them too.
+PAIR_KINDS = ("split_brain", "unserved", "not_serving")
 LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
@@ -271,6 +273,13 @@ class ChannelConfig:
     options: Table = field(compare=False, repr=False)
 
     def wants(self, state: str) -> bool:
+        """``state`` is a VRRP state or a pair alert kind (``Event.filter_key``).
+
+        A ``states`` list that names no pair kind still gets every pair alert: a filter
+        written for failover mails must not silence a split brain.
+        """
+        if state in PAIR_KINDS and not self.states & frozenset(PAIR_KINDS):
+            return True
         return state in self.states
 
 
@@ -327,9 +336,9 @@ def _channel(name: str, data: Any, path: Path) -> ChannelConfig:
     t = Table(data, path, f"channels.{name}")
     ctype = t.get_str("type")
     states = t.get_list("states", STATES)
-    bad = [s for s in states if s.lower() not in STATES]
+    bad = [s for s in states if not isinstance(s, str) or s.lower() not in STATES + PAIR_KINDS]
     if bad:
-        raise t.error("states", "a list of " + ", ".join(STATES), bad[0])
+        raise t.error("states", "a list of " + ", ".join(STATES + PAIR_KINDS), bad[0])
     return ChannelConfig(
         name=name, type=ctype, states=frozenset(s.lower() for s in states), options=t
     )

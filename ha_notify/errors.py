@@ -88,3 +88,7 @@ def exit_code(exc: BaseException) -> ExitCode:
     if isinstance(exc, (UsageError, ConfigError, CheckError)):
         return ExitCode.USAGE
     return ExitCode.FAILED
+
+
+class ProbeError(HaNotifyError, OSError):
+    """A network probe (ARP, TCP) could not run at all (not: it got no answer)."""

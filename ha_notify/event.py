@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from ha_notify.config import STATES
+from ha_notify.config import PAIR_KINDS, STATES
 from ha_notify.errors import UsageError
 
 KINDS = ("INSTANCE", "GROUP")
 # What an event is about: a state change, a flapping summary, the end of flapping, a test.
 TRANSITION, FLAPPING, STABLE, TEST = "transition", "flapping", "stable", "test"
+# Pair alerts (the watcher): an episode starts, and ends with ``resolved``.
+SPLIT_BRAIN, UNSERVED, NOT_SERVING = PAIR_KINDS
+VIP_KIND = "VIP"  # Event.kind of a pair alert: its order group is the VIP
 MAX_NAME = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Lone surrogates: what Python makes of non-UTF-8 bytes in argv (surrogateescape). They
@@ -91,6 +94,27 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """What a pair alert is about: the VIP, who else answers for it, since when.
+
+    ``local_state`` is this node's VRRP state; ``peer_state`` what the wire says about the
+    other node ("master" when it answers ARP for the VIP or keepalived reports its adverts).
+    """
+
+    vip: str
+    interface: Optional[str] = None
+    instance: Optional[str] = None
+    other_macs: tuple[str, ...] = ()
+    other_ip: Optional[str] = None
+    since: str = ""
+    local_state: Optional[str] = None
+    peer_state: Optional[str] = None
+    ports: tuple[int, ...] = ()
+    frontends: tuple[str, ...] = ()
+    fifo_signal: bool = False
+
+
+@dataclass(frozen=True)
 class Event:
     """A failover event: immutable, JSON round-trippable, the same on every retry."""
 
@@ -108,6 +132,8 @@ class Event:
     transitions: tuple[Transition, ...] = ()
     timestamp: str = field(default_factory=lambda: datetime.now().astimezone().isoformat())
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    resolved: bool = False
+    pair: Optional[Pair] = None
 
     @property
     def key(self) -> str:
@@ -117,6 +143,12 @@ class Event:
     @property
     def is_test(self) -> bool:
         return self.subject == TEST
+
+    @property
+    def filter_key(self) -> str:
+        """What a channel's ``states`` list is matched against: the kind of a pair alert,
+        else the state."""
+        return self.subject if self.subject in PAIR_KINDS else self.state
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,6 +166,11 @@ class Event:
         data["transitions"] = tuple(Transition(**t) for t in data.get("transitions", ()))
         for name in ("virtual_addresses", "haproxy"):
             data[name] = tuple(data.get(name, ()))
+        pair = data.get("pair")
+        if pair is not None:
+            for name in ("other_macs", "ports", "frontends"):
+                pair[name] = tuple(pair.get(name, ()))
+            data["pair"] = Pair(**pair)
         return cls(**data)
 
     def dumps(self) -> str:
@@ -153,6 +190,30 @@ class FifoLine:
 _FIFO = re.compile(r'^(INSTANCE|GROUP)\s+"?([^"\s]*)"?\s+(\w+)(?:\s+(\d+))?\s*$')
 # FIFO states that are not a VRRP state change: priority changes and the like.
 FIFO_INFO = ("MASTER_RX_LOWER_PRI", "MASTER_PRIORITY", "BACKUP_PRIORITY")
+# keepalived's MASTER got an advert from a lower-priority MASTER: both nodes are MASTER.
+RX_LOWER_PRI = "MASTER_RX_LOWER_PRI"
+
+
+@dataclass(frozen=True)
+class FifoSignal:
+    """A FIFO line that is a signal rather than a state: ``MASTER_RX_LOWER_PRI`` (split brain)."""
+
+    kind: str
+    name: str
+    signal: str
+    priority: Optional[int]
+
+
+def parse_fifo_signal(line: str) -> Optional[FifoSignal]:
+    """``INSTANCE "VI_1" MASTER_RX_LOWER_PRI 150`` as a signal; None for any other line."""
+    match = _FIFO.match(line.strip())
+    if match is None or match.group(3).upper() != RX_LOWER_PRI:
+        return None
+    kind, name, _, prio = match.groups()
+    try:
+        return FifoSignal(kind, parse_name(name), RX_LOWER_PRI, parse_priority(prio))
+    except UsageError:
+        return None
 
 
 def parse_fifo_line(line: str) -> Optional[FifoLine]:

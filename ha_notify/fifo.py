@@ -19,12 +19,12 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Optional
+from typing import Callable, Optional
 
 from ha_notify import dispatch
 from ha_notify.config import Config
 from ha_notify.errors import ExitCode, SpoolError, UsageError
-from ha_notify.event import parse_fifo_line
+from ha_notify.event import FifoSignal, parse_fifo_line, parse_fifo_signal
 from ha_notify.fsutil import locked, make_dirs
 from ha_notify.notify import Notifier, Request
 
@@ -79,10 +79,36 @@ def _reader(fd: int, lines: queue.Queue[str]) -> None:
             buffer = b""
 
 
+_said: dict[str, float] = {}  # instance -> when the split brain was last logged
+SAY_EVERY = 60.0  # keepalived repeats the line once per advert: log it once a minute
+
+
+def log_split_brain(signal: FifoSignal) -> None:
+    """The default split-brain hook: say it in syslog (the watcher raises the alert)."""
+    now = time.monotonic()
+    if now - _said.get(signal.name, -SAY_EVERY) < SAY_EVERY:
+        return
+    _said[signal.name] = now
+    log.warning(
+        "split brain: keepalived reports %s %s %s (priority %s): another node is MASTER too; "
+        "check that VRRP (IP protocol 112) passes between the nodes",
+        signal.kind,
+        signal.name,
+        signal.signal,
+        "-" if signal.priority is None else signal.priority,
+    )
+
+
 class FifoServer:
-    def __init__(self, path: Path, config: Config) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: Config,
+        on_signal: Callable[[FifoSignal], None] = log_split_brain,
+    ) -> None:
         self.path = path
         self.config = config
+        self.on_signal = on_signal
         self.notifier = Notifier(config)
         self.lines: queue.Queue[str] = queue.Queue()
         self.stop_at: Optional[float] = None
@@ -102,7 +128,10 @@ class FifoServer:
             log.warning("%s; skipped", exc)
             return set()
         if parsed is None:
-            if line.strip():
+            signal_line = parse_fifo_signal(line)
+            if signal_line is not None:
+                self.on_signal(signal_line)
+            elif line.strip():
                 log.info("notify FIFO: ignored %r", line.strip()[:120])
             return set()
         req = Request(parsed.state, parsed.name, parsed.kind, parsed.priority)

@@ -19,6 +19,9 @@ from ha_notify.event import Event
 log = logging.getLogger(__name__)
 BUILTIN_DIR = Path(__file__).parent / "templates"
 TEMPLATES = ("subject.txt", "body.txt", "body.html", "chat.md")
+# A pair alert (split brain, unserved, not serving) renders ``pair_<name>`` instead: an old
+# override of body.txt written for state changes never describes a split brain as "MASTER".
+PAIR_PREFIX = "pair_"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+|!~>])")
 
 
@@ -60,6 +63,8 @@ class Renderer:
         return {"e": event, "node": event.node, "STATE": event.state.upper(), "was": was, **extra}
 
     def render(self, name: str, event: Event, **extra: Any) -> str:
+        if event.pair is not None:
+            name = PAIR_PREFIX + name
         ctx = self.context(event, **extra)
         if self._override is not None:
             try:

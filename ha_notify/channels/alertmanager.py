@@ -8,6 +8,11 @@ One alert per (cluster, instance, node, state): labels ``alertname`` (option, de
 DELETED resolve both (``endsAt`` = the event's time). A test fires ``state="test"``,
 ``severity="info"`` for five minutes.
 
+Pair alerts from the watcher fire one alert per (node, kind, VIP): ``state`` is the kind
+(``split_brain``, ``unserved``, ``not_serving``), label ``vip`` the address, ``severity``
+critical, ``startsAt`` when the episode was first seen; the closing message (``resolved``)
+sends the same labels with ``endsAt`` = its time, so Alertmanager resolves it.
+
 Every URL in ``urls`` gets the POST. Alertmanager peers do not share alerts, so each should
 get it, but one peer that accepted is enough to notify: by default the delivery succeeds when
 at least one accepted (the others are logged); ``require_all = true`` retries until all did
@@ -60,16 +65,19 @@ class AlertmanagerChannel(HttpChannel):
         self.auth = Auth(t)
 
     def alert(self, event: Event, state: str, severity: str) -> dict[str, Any]:
+        labels = {
+            **self.labels,
+            "alertname": self.alertname,
+            "cluster": event.cluster,
+            "instance": event.name,
+            "node": event.node.hostname,
+            "state": state,
+            "severity": severity,
+        }
+        if event.pair is not None:
+            labels.update(instance=event.pair.instance or "", vip=event.pair.vip)
         return {
-            "labels": {
-                **self.labels,
-                "alertname": self.alertname,
-                "cluster": event.cluster,
-                "instance": event.name,
-                "node": event.node.hostname,
-                "state": state,
-                "severity": severity,
-            },
+            "labels": labels,
             "annotations": {
                 "summary": self.renderer.subject(event),
                 "description": plain(self.renderer.render("chat.md", event)),
@@ -80,7 +88,11 @@ class AlertmanagerChannel(HttpChannel):
 
     def payload(self, event: Event) -> list[dict[str, Any]]:
         at = datetime.fromisoformat(event.timestamp)
-        if event.is_test:
+        if event.pair is not None:
+            since = datetime.fromisoformat(event.pair.since) if event.pair.since else at
+            end = at if event.resolved else at + self.resolve_after
+            alerts = [(self.alert(event, event.subject, "critical"), min(since, at), end)]
+        elif event.is_test:
             alerts = [(self.alert(event, "test", "info"), at, at + TEST_FOR)]
         elif event.state in FIRING:
             alert = self.alert(event, event.state, FIRING[event.state])

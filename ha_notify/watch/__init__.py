@@ -1,0 +1,1 @@
+"""The resident watcher: zero-fork health, pair awareness, metrics."""
