@@ -245,6 +245,27 @@ class Notifier:
         self.settle_flapping()
         return mine
 
+    def spool_alert(self, event: Event) -> list[Delivery]:
+        """Spool an event that is not a state change (a pair alert) for every channel that
+        wants its kind, numbered after the newest event of its key; nothing is sent yet."""
+        wanted = [c.name for c in self.config.channels if c.wants(event.filter_key)]
+        if not wanted:
+            return []
+
+        def spool_it(seq: int) -> list[Delivery]:
+            return self.spool.add(dataclasses.replace(event, seq=seq), wanted)
+
+        return self.store.numbered(event.key, spool_it, self.spool.latest, self.lock_wait())
+
+    def deliver(self, mine: list[Delivery]) -> Outcome:
+        """Send ``mine`` now (with what is queued before them, in order) and what else is
+        due, within the deadline; what is not sent stays spooled."""
+        outcome = Outcome()
+        if mine:
+            groups = {d.group for d in mine}
+            self.run(dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups))
+        return outcome
+
     def notify(self, req: Request) -> ExitCode:
         """Record, spool, deliver: the whole of ``ha-notify master`` and friends."""
         # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.

@@ -211,6 +211,28 @@ class StateStore:
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot record state: {exc}") from exc
 
+    def numbered(
+        self,
+        key: str,
+        then: Callable[[int], T],
+        latest: Callable[[str], Optional[Event]],
+        timeout: Optional[float] = None,
+    ) -> T:
+        """Run ``then(seq)`` under the store's lock, ``seq`` following ``latest(key)``: for
+        events that are not state changes (pair alerts), so a number is never given twice."""
+        self._ensure()
+        try:
+            with locked(self.lock, timeout) as got:
+                if not got:
+                    raise SpoolError(
+                        f"state_dir {self.dir}: {self.lock.name} is held by another "
+                        f"process (waited {timeout:g}s)"
+                    )
+                newest = latest(key)
+                return then((newest.seq if newest is not None else 0) + 1)
+        except OSError as exc:
+            raise SpoolError(f"state_dir {self.dir}: cannot number {key}: {exc}") from exc
+
     def _repair(self, key: str, entry: dict[str, Any], newest: Optional[Event]) -> None:
         if newest is None or newest.seq <= int(entry.get("seq", 0)):
             return

@@ -212,7 +212,7 @@ def test_fifo_hands_the_signal_to_its_hook(write_config: WriteConfig) -> None:
     """The reader passes MASTER_RX_LOWER_PRI to the hook and records no state for it."""
     got: list[FifoSignal] = []
     server = FifoServer(Path("/nonexistent"), load(str(write_config())), on_signal=got.append)
-    assert server.handle('INSTANCE "VI_1" MASTER_RX_LOWER_PRI 150') is False
+    assert server.handle('INSTANCE "VI_1" MASTER_RX_LOWER_PRI 150') == set()
     assert got == [FifoSignal("INSTANCE", "VI_1", "MASTER_RX_LOWER_PRI", 150)]
 
 

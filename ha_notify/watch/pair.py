@@ -12,7 +12,6 @@ channel). A suspected change is re-probed after ``confirm_delay`` instead of a w
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -225,17 +224,11 @@ def to_event(alert: Alert, cluster: str, node: Node) -> Event:
 
 
 def deliver(notifier: Notifier, alerts: Iterable[Alert]) -> list[Delivery]:
-    """Spool each alert for every channel that wants its kind, in order, then deliver."""
-    from ha_notify import dispatch
-
+    """Spool each alert for every channel that wants its kind, in order, then deliver within
+    the notifier's deadline (the caller sets it); what is not sent stays spooled."""
     facts = notifier.node()
     mine: list[Delivery] = []
     for alert in alerts:
-        event = to_event(alert, notifier.config.general.cluster, facts)
-        event = replace(event, seq=notifier.spool.max_seq(event.key) + 1)
-        wanted = [c.name for c in notifier.config.channels if c.wants(event.filter_key)]
-        mine += notifier.spool.add(event, wanted)
-    if mine:
-        notifier.started = time.monotonic()  # the deadline counts from this delivery
-        notifier.run(dispatch.flush(notifier.spool, notifier.channels, dispatch.Outcome()))
+        mine += notifier.spool_alert(to_event(alert, notifier.config.general.cluster, facts))
+    notifier.deliver(mine)
     return mine
