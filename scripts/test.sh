@@ -13,6 +13,7 @@
 # With CI=true a skipped root, haproxy or keepalived test fails the run (tests/conftest.py).
 set -eu
 . "$(dirname "$0")/bootstrap.sh"
+. "$(dirname "$0")/pythons.sh"
 START=$(date +%s)
 bootstrap
 cd "$REPO"
@@ -26,20 +27,6 @@ echo "== mypy" >&2
 "$VENV/bin/mypy"
 echo "== pytest ($("$VENV/bin/python" -V))" >&2
 "$VENV/bin/pytest" "$@"
-
-# Prints "MAJOR MINOR PATH" for each interpreter that runs and can create a virtualenv.
-candidates() {
-    pyenv_root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
-    for python in $(
-        for n in 20 19 18 17 16 15 14 13 12 11 10 9; do command -v "python3.$n" || true; done
-        ls "$pyenv_root"/versions/3.*/bin/python3 2>/dev/null || true
-        ls /usr/bin/python3.* /usr/local/bin/python3.* /opt/python3*/bin/python3 2>/dev/null || true
-    ); do
-        case "$python" in *-config | *m) continue ;; esac
-        "$python" -c 'import sys, venv, ensurepip; print(*sys.version_info[:2], sys.executable)' \
-            2>/dev/null || true
-    done
-}
 
 # lane NAME PYTHON: a virtualenv .venv-NAME with `pip install -e '.[test]'`, then the tests.
 lane() {
@@ -64,7 +51,7 @@ lane() {
 for name in $LANES; do
     case "$name" in
         py39)
-            python=$(candidates | awk '$1 == 3 && $2 == 9 { print $3; exit }')
+            python=$(python_version 3.9)
             if [ -z "$python" ]; then
                 echo "lanes: NO Python 3.9 found (PATH, pyenv, /usr/bin, /usr/local/bin);" \
                     "the 3.9 lane did NOT run. Install one, e.g. pyenv install 3.9" >&2
@@ -72,7 +59,7 @@ for name in $LANES; do
             fi
             ;;
         newest)
-            python=$(candidates | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3-)
+            python=$(python_newest)
             main=$("$VENV/bin/python" -c 'import sys; print(*sys.version_info[:2])')
             if [ -z "$python" ] || [ "$("$python" -c 'import sys; print(*sys.version_info[:2])')" = "$main" ]; then
                 echo "lanes: no Python newer than the main lane's found; the newest lane is the main one" >&2

@@ -61,10 +61,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if hasattr(report, "wasxfail"):
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    marked = [m for m in NEEDS if item.get_closest_marker(m)]
-    if marked or _NEEDS_WORDS.search(reason):
+    reason = reason[len("Skipped: ") :] if reason.startswith("Skipped: ") else reason
+    needs = [m for m in NEEDS if item.get_closest_marker(m)]
+    word = _NEEDS_WORDS.search(reason)
+    if needs or word:
+        what = "/".join(needs) if needs else word.group(1).lower()
         report.outcome = "failed"
-        report.longrepr = f"CI=true: a {'/'.join(marked) or 'root'} test was skipped: {reason}"
+        report.longrepr = f"CI=true: a {what} test was skipped: {reason}"
 
 
 @pytest.fixture(scope="session")
