@@ -31,7 +31,8 @@ HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="ha-notify",
     help="Failover notifications and health checks for HAProxy + keepalived pairs. "
-    "Add --verbose anywhere (except to check) to log to stderr too.",
+    "Add --verbose anywhere (except to check) to log to stderr too; -c FILE may also come "
+    "before the command.",
     context_settings=HELP,
     no_args_is_help=True,
     add_completion=True,
@@ -58,8 +59,7 @@ def _main(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Failover notifications and health checks for HAProxy + keepalived pairs. Add --verbose
-    anywhere (except to check) to log to stderr too; -c FILE may come before the command."""
+    """Options before the command (the app's help text is Typer(help=...) above)."""
 
 
 InstanceOpt = typer.Option(None, "--instance", "-i", help="keepalived instance name.")

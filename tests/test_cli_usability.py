@@ -158,7 +158,8 @@ def test_install_completion_for_bash(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "HA_NOTIFY_SYSLOG": "off"}
     env["PATH"] = f"{BIN.parent}:{env['PATH']}"
     installed = subprocess.run(
-        ["bash", "-c", "ha-notify --install-completion"],
+        # "; exit $?": bash stays the parent (not exec'd away), as the user's shell would be
+        ["bash", "-c", "ha-notify --install-completion; exit $?"],
         env=env,
         capture_output=True,
         text=True,
