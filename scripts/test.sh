@@ -4,7 +4,8 @@
 # real haproxy, real keepalived pairs in network namespaces). Then two more lanes run the
 # tests that need neither root, haproxy nor keepalived: on Python 3.9 (the oldest supported)
 # and on the newest Python found, each in its own virtualenv (.venv-py39, .venv-newest).
-# Extra arguments go to every pytest run.
+# The lanes run side by side once the main lane has passed. Extra arguments go to every
+# pytest run.
 #
 #     sh scripts/test.sh
 #     sh scripts/test.sh -k email -x
@@ -48,6 +49,11 @@ lane() {
     return "$status"
 }
 
+# The lanes run side by side (about 70 s for both instead of 120 s one after the other on
+# two cores); each one's output is printed whole when it ends.
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
+started=""
 for name in $LANES; do
     case "$name" in
         py39)
@@ -71,6 +77,18 @@ for name in $LANES; do
             exit 2
             ;;
     esac
-    lane "$name" "$python" "$@"
+    lane "$name" "$python" "$@" >"$LOGS/$name" 2>&1 &
+    started="$started $!:$name"
 done
+failed=""
+for entry in $started; do
+    status=0
+    wait "${entry%%:*}" || status=$?
+    cat "$LOGS/${entry#*:}"
+    [ "$status" -eq 0 ] || failed="$failed ${entry#*:}"
+done
+if [ -n "$failed" ]; then
+    echo "== FAILED in lane(s):$failed" >&2
+    exit 1
+fi
 echo "== all passed in $(($(date +%s) - START)) s" >&2
