@@ -13,11 +13,15 @@ if TYPE_CHECKING:
     from typing import Optional
 
 
-NOTIFY_COMMANDS = ("master", "backup", "fault", "stop", "notify")
+NOTIFY_COMMANDS = ("master", "backup", "fault", "stop", "deleted", "notify")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] and args[0].startswith(("-c", "--config")):
+        from ha_notify.argv import hoist_config  # `ha-notify -c FILE check haproxy`
+
+        args = hoist_config(args)
     if args[:1] == ["check"] and not {"--help", "-h"} & set(args):
         from ha_notify.checks.runner import main as check_main
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -12,7 +13,9 @@ from typing import Optional
 import typer
 import typer.core
 
+from ha_notify import __version__, cli_compat
 from ha_notify import log as logsetup
+from ha_notify.argv import hoist_config
 from ha_notify.cli_check import check_app
 from ha_notify.cli_options import ConfigOpt
 from ha_notify.config import STATES, load
@@ -23,14 +26,16 @@ from ha_notify.notify import Notifier, Request
 # typer escapes "[required]" for rich whenever rich is importable, even with
 # rich_markup_mode=None, and plain help showed "\[required]". This CLI never uses rich.
 typer.core.HAS_RICH = False
+cli_compat.apply()
 HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="ha-notify",
     help="Failover notifications and health checks for HAProxy + keepalived pairs. "
-    "Add --verbose anywhere (except to check) to log to stderr too.",
+    "Add --verbose anywhere (except to check) to log to stderr too; -c FILE may also come "
+    "before the command.",
     context_settings=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -40,6 +45,22 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(check_app, name="check")
 log = logging.getLogger("ha_notify.cli")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ha-notify {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Options before the command (the app's help text is Typer(help=...) above)."""
+
 
 InstanceOpt = typer.Option(None, "--instance", "-i", help="keepalived instance name.")
 PriorityOpt = typer.Option(None, "--priority", "-p", help="VRRP priority (0-255).")
@@ -81,11 +102,15 @@ def _state_command(state: str) -> None:
     ) -> int:
         return _notify(state, instance, priority, config, dry_run)
 
-    command.__doc__ = f"Notify that this node entered {state.upper()} (for notify_{state})."
+    command.__doc__ = (
+        f"Notify that this node entered {state.upper()} (for notify_{state})."
+        if state != "deleted"
+        else "Notify that keepalived DELETED the instance (it reports so through notify only)."
+    )
     app.command(name=state)(command)
 
 
-for _state in ("master", "backup", "fault", "stop"):
+for _state in STATES:  # deleted too: keepalived's DELETED state
     _state_command(_state)
 
 
@@ -94,7 +119,9 @@ def notify(
     type_: str = typer.Argument(..., metavar="TYPE", help="INSTANCE or GROUP"),
     name: str = typer.Argument(..., help="Instance or group name, e.g. VI_1"),
     state: str = typer.Argument(..., help="MASTER, BACKUP, FAULT, STOP or DELETED"),
-    priority: Optional[str] = typer.Argument(None, help="VRRP priority"),
+    priority: Optional[str] = typer.Argument(
+        None, help="VRRP priority 0-255 (keepalived appends it)"
+    ),
     config: Optional[str] = ConfigOpt,
     dry_run: bool = DryRunOpt,
 ) -> int:
@@ -107,7 +134,11 @@ def notify(
 
 @app.command()
 def fifo(
-    fifo_path: Path = typer.Argument(..., metavar="FIFO_PATH", help="keepalived's notify FIFO"),
+    fifo_path: Path = typer.Argument(
+        ...,
+        metavar="FIFO_PATH",
+        help="keepalived's notify FIFO (global_defs notify_fifo), created if missing",
+    ),
     config: Optional[str] = ConfigOpt,
 ) -> int:
     """Read keepalived's notify FIFO in order, forever (for notify_fifo_script)."""
@@ -183,7 +214,7 @@ def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) ->
 
 @app.command()
 def render(
-    state: str = typer.Argument(..., help="master, backup, fault or stop"),
+    state: str = typer.Argument(..., help="master, backup, fault, stop or deleted (any case)"),
     channel: Optional[str] = typer.Option(None, "--channel", help="Only this channel."),
     instance: Optional[str] = InstanceOpt,
     config: Optional[str] = ConfigOpt,
@@ -246,6 +277,30 @@ def status(
     return ExitCode.OK
 
 
+def _topics(incomplete: str) -> list[str]:
+    from ha_notify.examples import topics
+
+    return [t for t in topics() if t.startswith(incomplete)]
+
+
+@app.command()
+def example(
+    topic: Optional[str] = typer.Argument(
+        None,
+        help="config, keepalived, haproxy, systemd, ... (none: list them)",
+        autocompletion=_topics,
+    ),
+    name: Optional[str] = typer.Argument(
+        None, metavar="[FILE]", help="Only this file of the topic (a unique part of its name)."
+    ),
+) -> int:
+    """Print the shipped reference files, e.g. ha-notify example config > config.toml."""
+    from ha_notify.examples import show
+
+    sys.stdout.write(show(topic, name))
+    return ExitCode.OK
+
+
 @app.command()
 def doctor(
     config: Optional[str] = ConfigOpt,
@@ -264,10 +319,12 @@ def doctor(
 
 
 def _normalise(args: list[str]) -> list[str]:
-    """``ha-notify MASTER`` works like ``master``; ``ha-notify falut`` names the states."""
+    """``ha-notify MASTER`` works like ``master``; ``-c FILE`` may come first; a typo of a
+    command gets "did you mean", one of a state (``falut``) names the states."""
+    args = hoist_config(args, {g.name or "" for g in app.registered_groups})
     if not args or args[0].startswith("-"):
         return args
-    commands = {"config", "check"} | {
+    commands = {g.name or "" for g in app.registered_groups} | {
         c.name or getattr(c.callback, "__name__", "").rstrip("_") for c in app.registered_commands
     }
     word = args[0]
@@ -275,7 +332,14 @@ def _normalise(args: list[str]) -> list[str]:
         return args
     if word.lower() in STATES and word.lower() in commands:
         return [word.lower(), *args[1:]]
-    parse_state(word)  # raises, naming the accepted states
+    close = difflib.get_close_matches(word.lower(), sorted(commands), n=1, cutoff=0.6)
+    if close and close[0] not in STATES:
+        raise UsageError(f"unknown command {word!r}; did you mean {close[0]!r}?")
+    try:
+        parse_state(word)  # raises, naming the accepted states
+    except UsageError as exc:
+        hint = f"; did you mean {close[0]!r}?" if close else "; see ha-notify --help for commands"
+        raise UsageError(f"{exc}{hint}") from None
     raise UsageError(f"{word!r} is not a command; see ha-notify --help")
 
 

@@ -29,6 +29,7 @@ PAIR_KINDS = ("split_brain", "unserved", "not_serving")
 LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
+MAX_PORT = 65535
 MAX_NUMBER = 1e9  # seconds (about 31 years): anything larger is a typo and overflows timers
 T = TypeVar("T")
 
@@ -139,11 +140,26 @@ class Table:
             raise self.error(key, expected, value)
         return value
 
-    def get_int(self, key: str, default: Any = _MISSING, *, minimum: int = 0) -> Any:
+    def get_int(
+        self, key: str, default: Any = _MISSING, *, minimum: int = 0, maximum: Optional[int] = None
+    ) -> Any:
         def ok(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+            whole = isinstance(v, int) and not isinstance(v, bool)
+            return whole and v >= minimum and (maximum is None or v <= maximum)
 
-        return self._get(key, default, f"a whole number >= {minimum}", ok)
+        expected = f"a whole number {minimum}-{maximum}" if maximum is not None else None
+        return self._get(key, default, expected or f"a whole number >= {minimum}", ok)
+
+    def get_port(self, key: str, default: Any = _MISSING) -> Any:
+        return self.get_int(key, default, minimum=1, maximum=MAX_PORT)
+
+    def check_ports(self) -> None:
+        """Every ``port`` or ``*_port`` key holds a TCP port, 1-65535, whoever reads it later."""
+        for key, value in self._data.items():
+            if key == "port" or key.endswith("_port"):
+                whole = isinstance(value, int) and not isinstance(value, bool)
+                if not whole or not 1 <= value <= MAX_PORT:
+                    raise self.error(key, f"a port number 1-{MAX_PORT}", value)
 
     def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
         def ok(v: Any) -> bool:
@@ -335,6 +351,7 @@ def _channel(name: str, data: Any, path: Path) -> ChannelConfig:
         raise ConfigError(f"{where}: expected a table [channels.{name}]")
     t = Table(data, path, f"channels.{name}")
     ctype = t.get_str("type")
+    t.check_ports()
     states = t.get_list("states", STATES)
     bad = [s for s in states if not isinstance(s, str) or s.lower() not in STATES + PAIR_KINDS]
     if bad:

@@ -2,9 +2,9 @@
 # The failover lab, from a fresh Debian machine: installs what is missing, then runs the
 # reference HAProxy + keepalived pair in network namespaces and prints the failover timeline.
 #
-#     sudo scripts/lab.sh            # the timeline; exit 0 when every check passed
-#     sudo scripts/lab.sh --json     # the result as JSON on stdout, the timeline on stderr
-#     sudo scripts/lab.sh --keep     # keep the run's configs, logs and mails under /tmp
+#     sh scripts/lab.sh              # the timeline; exit 0 when every check passed
+#     sh scripts/lab.sh --json       # the result as JSON on stdout, the timeline on stderr
+#     sh scripts/lab.sh --keep       # keep the run's configs, logs and mails under /tmp
 #
 # Installs only what is missing: haproxy, keepalived, iproute2 and python3-venv with apt-get,
 # then the repo's virtualenv (.venv, `pip install -e '.[test]'`). Exit 2 when not root or when

@@ -27,7 +27,7 @@ from tests.haproxy_helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.haproxy]
 
 
 @pytest.fixture

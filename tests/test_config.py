@@ -29,7 +29,20 @@ CASES = [
     ("[genral]\n", "genral: unknown table"),
     ('[channels.x]\ntype = "pigeon"\n', "channels.x.type: unknown channel type 'pigeon'"),
     ('[channels.x]\nurl = "http://127.0.0.1/"\n', "channels.x.type: missing"),
-    (MAIL + 'to = "ops@example.com"\nport = "25"\n', "channels.mail.port: expected a whole number"),
+    (MAIL + 'to = "ops@example.com"\nport = "25"\n', "channels.mail.port: expected a port number"),
+    (
+        MAIL + 'to = "o@example.com"\nport = 99999\n',
+        "channels.mail.port: expected a port number 1-65535, got 99999",
+    ),
+    (
+        MAIL + 'to = "o@example.com"\nport = 0\n',
+        "channels.mail.port: expected a port number 1-65535",
+    ),
+    (MAIL + 'to = "o@example.com"\nport = true\n', "channels.mail.port: expected a port number"),
+    (
+        '[channels.x]\ntype = "webhook"\nproxy_port = 70000\n',
+        "channels.x.proxy_port: expected a port",
+    ),
     (MAIL + 'to = ["not-an-address"]\n', "channels.mail.to: expected an email address"),
     (
         MAIL + 'to = ["o@example.com"]\nsecurity = "ssl"\n',

@@ -35,6 +35,7 @@ def haproxy_check(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.haproxy
 @needs_haproxy
 def test_haproxy_cfg_is_valid_without_warnings() -> None:
     """`haproxy -c` accepts contrib/haproxy/haproxy.cfg and prints no warning or alert."""
@@ -43,6 +44,7 @@ def test_haproxy_cfg_is_valid_without_warnings() -> None:
     assert not re.search(r"\[(WARNING|ALERT)\]", done.stdout + done.stderr), done.stderr
 
 
+@pytest.mark.haproxy
 @needs_haproxy
 def test_haproxy_cfg_is_valid_with_stats_password() -> None:
     """The stats page's optional password block parses when HAPROXY_STATS_PASSWORD is set."""
@@ -50,6 +52,7 @@ def test_haproxy_cfg_is_valid_with_stats_password() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.haproxy
 @needs_haproxy
 def test_haproxy_check_rejects_a_broken_copy(tmp_path: Path) -> None:
     """The tutorial's valueless `fall` is a parse error, so the config test can fail."""
@@ -138,6 +141,7 @@ def ha_notify_for_script_user() -> Path:
 
 @pytest.mark.root
 @needs_root
+@pytest.mark.keepalived
 @needs_keepalived
 @pytest.mark.parametrize("path", NODE_CFGS, ids=["node1", "node2"])
 def test_keepalived_config_test_passes(
@@ -155,6 +159,7 @@ def test_keepalived_config_test_passes(
 
 @pytest.mark.root
 @needs_root
+@pytest.mark.keepalived
 @needs_keepalived
 def test_keepalived_config_test_rejects_a_broken_copy(
     netns_with_eth0: str, ha_notify_for_script_user: Path, tmp_path: Path

@@ -127,6 +127,8 @@ def good_setup(
     return cfg, conf
 
 
+@pytest.mark.root
+@pytest.mark.haproxy
 def test_good_setup_is_all_ok(
     tmp_path: Path,
     write_config: WriteConfig,
@@ -155,6 +157,8 @@ def test_good_setup_is_all_ok(
     assert tls_smtp.messages == []
 
 
+@pytest.mark.root
+@pytest.mark.haproxy
 def test_table_output_and_send(
     tmp_path: Path,
     write_config: WriteConfig,
@@ -209,6 +213,7 @@ def world_tmp() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
+@pytest.mark.root
 def test_state_dir_unwritable_for_script_user(
     world_tmp: Path, tmp_path: Path, write_config: WriteConfig, cli: Cli
 ) -> None:
@@ -228,6 +233,7 @@ def test_state_dir_unwritable_for_script_user(
     assert line["fix"] == f"chown -R nobody:nogroup {state} && chmod 700 {state}"
 
 
+@pytest.mark.root
 def test_state_dir_checks_the_script_user_not_root(world_tmp: Path) -> None:
     """nobody's own state_dir is ok; a root-owned spool folder inside it is not."""
     from ha_notify.doctor.local import _state_dir
@@ -387,6 +393,7 @@ def test_missing_script_security_warns(tmp_path: Path, write_config: WriteConfig
     assert line["status"] == "warn" and "global_defs" in line["fix"]
 
 
+@pytest.mark.root
 @pytest.mark.parametrize(("mode", "fix"), [(0o775, "chmod g-w"), (0o757, "chmod o-w")])
 def test_writable_parent_folder_fails(
     tmp_path: Path, write_config: WriteConfig, cli: Cli, mode: int, fix: str
@@ -411,6 +418,7 @@ def test_real_console_script_chain_passes() -> None:
     assert access.script_unsafe(BIN) is None
 
 
+@pytest.mark.root
 def test_script_user_cannot_run_interpreter(write_config: WriteConfig, cli: Cli) -> None:
     """A script user who cannot reach the script's interpreter is a fail line."""
     # pytest's tmp_path is 0700, so build a world-traversable tree with a private interpreter.

@@ -17,6 +17,8 @@ TOOLS = ("ip", "haproxy", "keepalived", "unshare", "runuser", "useradd")
 
 pytestmark = [
     pytest.mark.root,
+    pytest.mark.haproxy,
+    pytest.mark.keepalived,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, keepalived)"),
     pytest.mark.skipif(
         any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}"
