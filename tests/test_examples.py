@@ -67,7 +67,7 @@ def test_one_file_by_name_or_part(name: str, cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["nginx"], "unknown example 'nginx': expected one of config, "),
+        (["nginx"], "unknown example 'nginx': expected one of "),
         (
             ["keepalived", "node3"],
             "example 'keepalived': has no file 'node3': expected one of keepalived-node1.conf",

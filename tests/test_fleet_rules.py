@@ -264,12 +264,6 @@ def test_pair_alert_inhibits_exactly_its_own_pairs_node_alerts(
 
 
 @pytest.mark.root
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the alertmanager channel labels the VRRP instance `instance` only; until it also "
-    "sets vrrp_instance, its alerts need `labels = { vrrp_instance = ... }` to be inhibited",
-)
 def test_channel_alert_without_extra_labels_is_inhibited(
     alertmanager: Fleet, tmp_path: Path
 ) -> None:

@@ -1,12 +1,12 @@
 """Prometheus Alertmanager (API v2): FAULT and STOP fire an alert, a healthy state resolves it.
 
 One alert per (cluster, instance, node, state): labels ``alertname`` (option, default
-``HAProxyKeepalivedState``), ``cluster``, ``instance`` (the VRRP instance or group),
-``node``, ``state`` (``fault`` or ``stop``), ``severity`` (critical, warning) and any
-``labels`` you add. FAULT and STOP fire with ``endsAt`` = event time + ``resolve_after``
-(7 days: ha-notify sends once, it does not re-send like Prometheus). MASTER, BACKUP and
-DELETED resolve both (``endsAt`` = the event's time). A test fires ``state="test"``,
-``severity="info"`` for five minutes.
+``HAProxyKeepalivedState``), ``cluster``, ``vrrp_instance`` (the VRRP instance or group;
+also as ``instance``, as before), ``node``, ``state`` (``fault`` or ``stop``), ``severity``
+(critical, warning) and any ``labels`` you add. FAULT and STOP fire with ``endsAt`` = event
+time + ``resolve_after`` (7 days: ha-notify sends once, it does not re-send like Prometheus).
+MASTER, BACKUP and DELETED resolve both (``endsAt`` = the event's time). A test fires
+``state="test"``, ``severity="info"`` for five minutes.
 
 Pair alerts from the watcher fire one alert per (node, kind, VIP): ``state`` is the kind
 (``split_brain``, ``unserved``, ``not_serving``), label ``vip`` the address, ``severity``
@@ -69,13 +69,15 @@ class AlertmanagerChannel(HttpChannel):
             **self.labels,
             "alertname": self.alertname,
             "cluster": event.cluster,
-            "instance": event.name,
+            "vrrp_instance": event.name,
+            "instance": event.name,  # kept for configs written before vrrp_instance
             "node": event.node.hostname,
             "state": state,
             "severity": severity,
         }
         if event.pair is not None:
-            labels.update(instance=event.pair.instance or "", vip=event.pair.vip)
+            instance = event.pair.instance or ""
+            labels.update(vrrp_instance=instance, instance=instance, vip=event.pair.vip)
         return {
             "labels": labels,
             "annotations": {
