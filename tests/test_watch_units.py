@@ -53,7 +53,9 @@ def test_empty_metrics_file_disables_metrics(tmp_path: Path) -> None:
         ("intervall", 1, "watch.intervall: unknown key; known keys: fifo, garp_after_split_brain"),
     ],
 )
-def test_bad_watch_keys_say_what_to_fix(tmp_path: Path, key: str, value: object, expected: str) -> None:
+def test_bad_watch_keys_say_what_to_fix(
+    tmp_path: Path, key: str, value: object, expected: str
+) -> None:
     """Each wrong [watch] key is one line naming the file, the key and what is expected."""
     with pytest.raises(ConfigError) as caught:
         watch_config(tmp_path, **{key: value})
@@ -234,13 +236,25 @@ def test_metrics_carry_cluster_and_node_never_instance(tmp_path: Path) -> None:
     series = [ln for ln in text.splitlines() if not ln.startswith("#")]
     assert series and all('{cluster="prod",node="lb1"' in ln for ln in series)
     assert "instance=" not in text.replace("vrrp_instance=", "")
-    assert 'ha_notify_vrrp_state{cluster="prod",node="lb1",vrrp_instance="VI_1",state="master"} 1' in series
-    assert 'ha_notify_vrrp_state{cluster="prod",node="lb1",vrrp_instance="VI_1",state="backup"} 0' in series
-    assert 'ha_notify_vrrp_transitions_total{cluster="prod",node="lb1",vrrp_instance="VI_1"} 3' in series
+    assert (
+        'ha_notify_vrrp_state{cluster="prod",node="lb1",vrrp_instance="VI_1",state="master"} 1'
+        in series
+    )
+    assert (
+        'ha_notify_vrrp_state{cluster="prod",node="lb1",vrrp_instance="VI_1",state="backup"} 0'
+        in series
+    )
+    assert (
+        'ha_notify_vrrp_transitions_total{cluster="prod",node="lb1",vrrp_instance="VI_1"} 3'
+        in series
+    )
     assert 'ha_notify_vip_held{cluster="prod",node="lb1",vip="10.0.0.5"} 1' in series
     assert 'ha_notify_vip_held{cluster="prod",node="lb1",vip="192.168.0.130"} 0' in series
     assert 'ha_notify_spool_pending{cluster="prod",node="lb1",channel="oncall"} 0' in series
-    assert 'ha_notify_watch_last_round_timestamp_seconds{cluster="prod",node="lb1"} 1700000002.25' in series
+    assert (
+        'ha_notify_watch_last_round_timestamp_seconds{cluster="prod",node="lb1"} 1700000002.25'
+        in series
+    )
     assert 'vrrp_instance="VI_\\"2"' in text  # label values are escaped
     assert "GROUP" not in text and 'vrrp_instance="G"' not in text
 
@@ -250,7 +264,9 @@ def test_metrics_pass_promtool(tmp_path: Path) -> None:
     if shutil.which("promtool") is None:
         pytest.skip("promtool is not installed (apt-get install prometheus)")
     text = node_metrics(tmp_path)
-    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout + done.stderr == ""
 
