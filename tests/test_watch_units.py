@@ -143,8 +143,18 @@ def test_held_runs_no_process(tmp_path: Path) -> None:
     script += "for _ in range(200): assert vips.held(v)\n"
     log = tmp_path / "trace"
     subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork,execve", "-o", str(log)]
-        + [sys.executable, "-c", script],
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=clone,clone3,fork,vfork,execve",
+            "-o",
+            str(log),
+            sys.executable,
+            "-c",
+            script,
+        ],
         check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
