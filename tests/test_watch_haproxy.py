@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.haproxy_helpers import Haproxy, Namespace, requirements, runtime_api, wait_for
-from tests.watch_helpers import Watch
+from tests.watch_helpers import Watch, kill_all
 
 pytestmark = pytest.mark.root
 
@@ -62,8 +62,7 @@ def test_healthy_haproxy_gives_0_and_metrics(watch: Watch) -> None:
 def test_killed_haproxy_gives_1_and_back(watch: Watch, ns: Namespace, proxy: Haproxy) -> None:
     """SIGKILL on the master and its worker: 1 with the reason logged; a new haproxy: 0."""
     master = proxy.pids()[0]
-    for pid in [master, *proxy.workers()]:
-        ns.kill(pid, signal.SIGKILL)
+    kill_all(ns, proxy, signal.SIGKILL)
     watch.wait_value("1\n", "the unhealthy verdict")
     assert (
         f"check haproxy: unhealthy: pidfile {proxy.pidfile}: pid {master} is not running"

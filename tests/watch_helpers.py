@@ -69,16 +69,12 @@ class Watch:
         env.pop("HA_NOTIFY_CONFIG", None)
         return env
 
+    def argv(self) -> list[str]:
+        """The command line (keepalived's vrrp_track_process matches its start)."""
+        return [sys.executable, "-m", "ha_notify", "watch", "--config", str(self.config)]
+
     def start(self) -> Watch:
-        argv = [
-            sys.executable,
-            "-m",
-            "ha_notify",
-            "watch",
-            "--verbose",
-            "--config",
-            str(self.config),
-        ]
+        argv = [*self.argv(), "--verbose"]
         with self.log.open("a") as log:
             self.proc = self.ns.popen(*argv, stdout=log, stderr=log, env=self.env())
         wait_for(self.pid, "the watcher to start")
@@ -136,3 +132,11 @@ class Watch:
         code = int(self.proc.wait(timeout=60))
         self.proc = None
         return code
+
+
+def kill_all(ns: Namespace, proxy: Haproxy, sig: int) -> None:
+    """Send ``sig`` to haproxy's master and workers at once (host pids taken first)."""
+    hosts = [ns.host_pid(pid) for pid in [proxy.pids()[0], *proxy.workers()]]
+    for host in hosts:
+        if host is not None:
+            os.kill(host, sig)
