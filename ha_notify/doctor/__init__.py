@@ -72,7 +72,7 @@ def _guarded(name: str, check: Callable[[], list[Finding]]) -> list[Finding]:
 
 def collect(config: Optional[str], keepalived_config: Path, *, send: bool = False) -> list[Finding]:
     """Every finding, in the order an operator fixes things."""
-    from ha_notify.doctor import local, reach, wiring
+    from ha_notify.doctor import local, reach, watcher, wiring
 
     findings: list[Finding] = []
     wired = wiring.Wiring.load(keepalived_config)
@@ -83,6 +83,7 @@ def collect(config: Optional[str], keepalived_config: Path, *, send: bool = Fals
     findings += _guarded("channels", lambda: reach.channel_findings(env, send=send))
     findings += _guarded("keepalived.conf", wired.findings)
     findings += _guarded("haproxy", lambda: local.haproxy_findings(env, wired))
+    findings += _guarded("watch", lambda: watcher.findings(wired.conf, env.config))
     return findings
 
 
