@@ -27,7 +27,7 @@ STATES = ("master", "backup", "fault", "stop", "deleted")
 LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
-MIN_INTERVAL = 0.05  # seconds: [watch] interval below this is a typo that burns a core
+MIN_INTERVAL = 0.01  # seconds: [watch] interval below this is a typo that burns a core
 MAX_NUMBER = 1e9  # seconds (about 31 years): anything larger is a typo and overflows timers
 T = TypeVar("T")
 

@@ -43,7 +43,7 @@ def test_empty_metrics_file_disables_metrics(tmp_path: Path) -> None:
     ("key", "value", "expected"),
     [
         ("interval", 0, "watch.interval: expected a number > 0"),
-        ("interval", 0.01, "watch.interval: expected a number of seconds >= 0.05"),
+        ("interval", 0.001, "watch.interval: expected a number of seconds >= 0.01"),
         ("interval", "1s", "watch.interval: expected a number > 0"),
         ("track_file", "run/track", "watch.track_file: expected an absolute path"),
         ("metrics_file", "/tmp/ha.txt", "watch.metrics_file: expected a path ending in .prom"),

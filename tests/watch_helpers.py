@@ -33,11 +33,12 @@ class Watch:
         timeout: float = 0.5,
         deep: bool = True,
         extra: Optional[dict[str, dict[str, Any]]] = None,
+        track_dir: Optional[Path] = None,
     ) -> None:
         self.ns = ns
         self.tmp = tmp
         self.config = tmp / "watch.toml"
-        self.track = tmp / "track" / "haproxy"
+        self.track = (track_dir or tmp / "track") / "haproxy"
         self.metrics = tmp / "metrics" / "ha-notify.prom"
         self.log = tmp / "watch.log"
         checks: dict[str, Any] = {"deep": deep, "timeout": timeout}

@@ -156,6 +156,7 @@ def _reload(old: Watcher, config_path: Optional[str]) -> Watcher:
         new.feed.reconfigure(new.config)
     for probe in old.extra:
         new.add_probe(probe)
+    new.node.rounds = old.node.rounds  # a counter: no reset on reload
     log.info("SIGHUP: config reloaded from %s", new.config.path or "defaults")
     return new
 

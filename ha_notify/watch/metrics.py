@@ -36,6 +36,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
         "gauge",
         "Unix time of the watcher's last completed round.",
     ),
+    "ha_notify_watch_rounds_total": ("counter", "Rounds the watcher has run since it started."),
 }
 
 
@@ -91,6 +92,7 @@ class NodeMetrics:
         self.vrrp: dict[str, VrrpState] = {}
         self.spool: dict[str, tuple[int, int]] = {}
         self.ctx: Optional[RoundContext] = None
+        self.rounds = 0
 
     def refresh(self) -> dict[str, VrrpState]:
         """Re-read what changed since the last round; the VRRP states for the round context."""
@@ -113,6 +115,7 @@ class NodeMetrics:
 
     def round(self, ctx: RoundContext) -> None:
         self.ctx = ctx
+        self.rounds += 1
 
     def metrics(self) -> Iterable[Sample]:
         ctx = self.ctx
@@ -132,6 +135,7 @@ class NodeMetrics:
             yield Sample("ha_notify_spool_pending", (("channel", channel),), float(pending))
             yield Sample("ha_notify_spool_dead", (("channel", channel),), float(dead))
         yield Sample("ha_notify_watch_last_round_timestamp_seconds", (), round(ctx.wall, 3))
+        yield Sample("ha_notify_watch_rounds_total", (), float(self.rounds))
 
 
 def _escape(value: str) -> str:
