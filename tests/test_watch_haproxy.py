@@ -188,3 +188,16 @@ def test_once_prints_verdicts_and_exits_like_check(
     assert done.returncode == 1
     assert "check haproxy: unhealthy: pidfile" in done.stdout
     assert watcher.track.read_text() == "1\n"
+
+
+def test_haproxy_exit_starts_a_round_at_once(ns: Namespace, tmp_path: Path, proxy: Haproxy) -> None:
+    """With a 1-hour interval, a killed haproxy still reaches the file: its pidfd wakes the loop."""
+    watch = Watch(ns, tmp_path, proxy, interval=3600).start()
+    try:
+        watch.wait_value("0\n", "the first round")
+        kill_all(ns, proxy, signal.SIGKILL)
+        watch.wait_value("1\n", "the round started by haproxy's exit")
+        watch.signal(signal.SIGTERM)  # and a signal still ends the hour-long wait
+        assert watch.proc.wait(timeout=60) == 0
+    finally:
+        watch.stop()

@@ -8,6 +8,7 @@ reason are the ones an operator gets from the command; only the deadline is new 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from time import monotonic
@@ -34,6 +35,13 @@ class HaproxyHealth:
         options = build_options(self.request, self.settings, monotonic())
         self.deep = options.deep
         self.timeout = options.timeout
+        # The pidfile whose processes the loop follows (pidfds) to start a round on a crash.
+        self.pidfile: Optional[str] = None
+        if not options.no_pidfile:
+            from ha_notify.checks.process import default_pidfiles
+
+            candidates = (options.pidfile,) if options.pidfile else default_pidfiles(NAME)
+            self.pidfile = next((p for p in candidates if os.path.exists(p)), candidates[0])
         if self.deep:  # a --deep without a stats socket is a config error: say so at start
             from ha_notify.checks.haproxy import socket_address
 

@@ -26,9 +26,9 @@ from ha_notify.watch.health import HaproxyHealth
 from ha_notify.watch.metrics import MetricsFile, NodeMetrics
 from ha_notify.watch.probe import Probe, RoundContext, Sample
 from ha_notify.watch.trackfile import TrackFile
+from ha_notify.watch.waker import Waker
 
 log = logging.getLogger(__name__)
-SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # Factories of extra probes (the pair-level ones register here); each gets the config.
 PROBES: list[Callable[[Config], Probe]] = []
 
@@ -112,7 +112,8 @@ class Watcher:
 
 def serve(config_path: Optional[str]) -> int:
     """Run rounds until SIGTERM/SIGINT; SIGHUP reloads. Config errors raise (exit 2)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread: all inherit it
+    waker = Waker()
+    waker.install()
     watcher = Watcher(load(config_path))
     fifo_path = watcher.config.watch.fifo
     if fifo_path is not None:
@@ -129,18 +130,23 @@ def serve(config_path: Optional[str]) -> int:
     due = monotonic()
     while True:
         watcher.round()
+        waker.pidfile = watcher.health.pidfile
+        waker.follow()
         interval = watcher.config.watch.interval
         now = monotonic()
         due += interval
         if due < now:  # a slow round (a hung socket): start again from now, no catch-up burst
             due = now + interval
-        info = signal.sigtimedwait(SIGNALS, max(0.0, due - monotonic()))
-        if info is None:
+        signum = waker.wait(due - monotonic())
+        if signum is None:
+            # Time is up, or a haproxy process exited: a round now, the schedule from here.
+            due = monotonic()
             continue
-        if info.si_signo != signal.SIGHUP:
-            log.info("signal %d: watcher stopped", info.si_signo)
+        if signum != signal.SIGHUP:
+            log.info("signal %d: watcher stopped", signum)
             return ExitCode.OK
         watcher = _reload(watcher, config_path)
+        due = monotonic()
 
 
 def _reload(old: Watcher, config_path: Optional[str]) -> Watcher:
