@@ -17,6 +17,7 @@ watcher (`--deep`, interval 1). In the same window a driver forks `killall -0 ha
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import statistics
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+print = functools.partial(print, flush=True)  # noqa: A001 - progress shows as it comes
 sys.path.insert(0, str(REPO))
 
 from tests.haproxy_helpers import Haproxy, Namespace, runtime_api, wait_for  # noqa: E402
@@ -143,7 +145,8 @@ def fault_latency(ns: Namespace, tmp: Path, proxy: Haproxy, count: int, shm: Pat
                     kill_all(ns, proxy, signal.SIGCONT)
             verdict = "ok" if max(times) <= target else "ABOVE TARGET"
             print(
-                f"  {name:<18} median {statistics.median(times):.3f} s  max {max(times):.3f} s  {verdict}"
+                f"  {name:<18} median {statistics.median(times):.3f} s  "
+                f"max {max(times):.3f} s  {verdict}"
             )
     finally:
         watch.stop()
@@ -173,7 +176,8 @@ def memory(ns: Namespace, tmp: Path, proxy: Haproxy, total: int, shm: Path) -> N
     finally:
         watch.stop()
     print(
-        f"memory over {samples[-1][0]} rounds (= {samples[-1][0] / 3600:.1f} h at interval 1), VmRSS:"
+        f"memory over {samples[-1][0]} rounds "
+        f"(= {samples[-1][0] / 3600:.1f} h at interval 1), VmRSS:"
     )
     print("  " + "  ".join(f"{r}:{kib / 1024:.1f}M" for r, kib in samples))
     after_warmup = samples[1][1]

@@ -100,11 +100,7 @@ def keepalived_conf(
     must_contain(
         text, (f"{VIP}/{PREFIXLEN} dev eth0", "interface eth0", f"vrrp_instance {INSTANCE}"), source
     )
-    paths = {
-        "/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg": (
-            f"{haproxy_bin} -Ws -f {node_dir / 'haproxy.cfg'}"
-        ),
-    }
+    paths: dict[str, str] = {}
     if watch:
         # The watcher's command line as keepalived's track_process sees it (both lab nodes
         # share one kernel's process list: the config path tells their watchers apart).
@@ -113,6 +109,9 @@ def keepalived_conf(
         )
         paths["/run/ha-notify/track/haproxy"] = str(track_file(node_dir))
     else:
+        paths["/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg"] = (
+            f"{haproxy_bin} -Ws -f {node_dir / 'haproxy.cfg'}"
+        )
         paths["/run/haproxy.pid"] = str(node_dir / "haproxy.pid")
         paths["/run/haproxy/check.sock"] = str(node_dir / "run" / "check.sock")
     paths["/opt/ha-notify/bin/ha-notify"] = str(ha_notify)

@@ -47,7 +47,7 @@ def kill_failover(lab: Lab, lb1: Node, lb2: Node) -> None:
         seen = time.monotonic()
         fault = lab.wait("lb1 FAULT", lambda: lb1.log.first("FAULT", t0), 30)
         lab.say(f"   +{seen - t0:5.2f}s lb1 watcher wrote 1 to the track file ({written})")
-        lab.say(f"   +{fault.mono - t0:5.2f}s lb1 FAULT ({fault.cause or 'track file'})")
+        lab.say(f"   +{fault.mono - t0:5.2f}s lb1 FAULT (track file haproxy_verdict)")
         master = lab.wait("lb2 MASTER", lambda: lb2.log.first("MASTER", t0), 30)
         lab.say(f"   +{master.mono - t0:5.2f}s lb2 MASTER")
         served = lab.wait(
