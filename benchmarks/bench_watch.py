@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-print = functools.partial(print, flush=True)  # noqa: A001 - progress shows as it comes
+print = functools.partial(print, flush=True)  # progress shows as it comes
 sys.path.insert(0, str(REPO))
 
 from tests.haproxy_helpers import Haproxy, Namespace, runtime_api, wait_for  # noqa: E402
