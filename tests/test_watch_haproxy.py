@@ -201,3 +201,29 @@ def test_haproxy_exit_starts_a_round_at_once(ns: Namespace, tmp_path: Path, prox
         assert watch.proc.wait(timeout=60) == 0
     finally:
         watch.stop()
+
+
+def test_fifo_lines_become_states_and_metrics(ns: Namespace, tmp_path: Path) -> None:
+    """[watch] fifo: keepalived's lines are recorded in order and show in the VRRP metrics."""
+    fifo = tmp_path / "notify.fifo"
+    watch = Watch(ns, tmp_path, None, extra={"watch": {"fifo": str(fifo)}}).start()
+    try:
+        wait_for(lambda: "reading keepalived notify FIFO" in watch.log_text(), "the FIFO reader")
+        with open(fifo, "w") as writer:
+            writer.write('INSTANCE "VI_1" BACKUP 100\nINSTANCE "VI_1" MASTER 100\n')
+            writer.write('INSTANCE "VI_1" MASTER_RX_LOWER_PRI 100\n')
+        line = 'ha_notify_vrrp_state{cluster="test",node="'
+        wait_for(
+            lambda: any(
+                ln.startswith(line) and ln.endswith('vrrp_instance="VI_1",state="master"} 1')
+                for ln in watch.metrics.read_text().splitlines()
+            ),
+            "VI_1 master in the metrics",
+        )
+        text = watch.metrics.read_text()
+        assert 'vrrp_instance="VI_1",state="backup"} 0' in text
+        assert 'ha_notify_vrrp_transitions_total{cluster="test",node="' in text
+        assert 'vrrp_instance="VI_1"} 2' in text
+        assert watch.value() == "1\n"  # no haproxy here: the health verdict is unaffected
+    finally:
+        watch.stop()

@@ -297,3 +297,57 @@ def test_spool_depth_is_counted_per_channel(tmp_path: Path) -> None:
     spool.bury(made[1], "test")
     probe.refresh()
     assert probe.spool == {"mail": (1, 0), "chat": (0, 1)}
+
+
+class Recorder:
+    """A probe that keeps what it was handed and publishes one sample."""
+
+    def __init__(self) -> None:
+        self.seen: list[RoundContext] = []
+
+    def round(self, ctx: RoundContext) -> None:
+        self.seen.append(ctx)
+
+    def metrics(self) -> list[Sample]:
+        return [Sample("ha_notify_split_brain", (("vip", "127.0.0.1"),), 1.0)]
+
+
+class Broken:
+    """A probe that fails every round."""
+
+    def round(self, ctx: RoundContext) -> None:
+        raise RuntimeError("boom")
+
+    def metrics(self) -> list[Sample]:
+        return []
+
+
+def test_probes_get_the_round_and_a_broken_one_harms_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe sees verdict, VIPs and held addresses; its samples reach the file; a probe
+    that raises is logged once and the track file is still written."""
+    from ha_notify.watch.loop import Watcher
+
+    data = {
+        "general": {"state_dir": str(tmp_path / "state"), "virtual_addresses": ["127.0.0.1"]},
+        "checks": {"haproxy": {"pidfile": str(tmp_path / "none.pid")}},
+        "watch": {
+            "track_file": str(tmp_path / "t" / "h"),
+            "metrics_file": str(tmp_path / "m.prom"),
+        },
+    }
+    watcher = Watcher(parse(data, tmp_path / "c.toml"))
+    recorder, broken = Recorder(), Broken()
+    watcher.add_probe(broken)
+    watcher.add_probe(recorder)
+    caplog.set_level(logging.INFO, logger="ha_notify")
+    for _ in range(3):
+        verdict = watcher.round()
+    assert not verdict.healthy and "none.pid does not exist" in verdict.reason
+    ctx = recorder.seen[-1]
+    assert ctx.verdict == verdict and ctx.held == frozenset({"127.0.0.1"})
+    assert [v.address for v in ctx.vips] == ["127.0.0.1"]
+    assert (tmp_path / "t" / "h").read_text() == "1\n"
+    assert 'ha_notify_split_brain{cluster="haproxy",node="' in (tmp_path / "m.prom").read_text()
+    assert sum("watch probe Broken failed" in r.getMessage() for r in caplog.records) == 1
