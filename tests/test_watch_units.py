@@ -351,3 +351,14 @@ def test_probes_get_the_round_and_a_broken_one_harms_nothing(
     assert (tmp_path / "t" / "h").read_text() == "1\n"
     assert 'ha_notify_split_brain{cluster="haproxy",node="' in (tmp_path / "m.prom").read_text()
     assert sum("watch probe Broken failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_config_show_prints_watch_with_defaults(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """config show lists [watch] with its defaults, and a disabled metrics file as ""."""
+    path = tmp_path / "config.toml"
+    path.write_text('[watch]\ninterval = 0.5\nmetrics_file = ""\n')
+    result = cli("config", "show", "--config", str(path))
+    assert result.code == 0, result.err
+    assert '[watch]\ninterval = 0.5\ntrack_file = "/run/ha-notify/track/haproxy"' in result.out
+    assert 'metrics_file = ""  # off' in result.out
+    assert "# fifo is not set" in result.out
