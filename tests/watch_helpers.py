@@ -108,22 +108,18 @@ class Watch:
     def log_text(self) -> str:
         return self.log.read_text()
 
-    def rounds(self) -> float:
-        """The last round's timestamp from the metrics file (0 before the first)."""
+    def stamp(self) -> Optional[int]:
+        """The track file's inode: a new one each round (the file is replaced whole)."""
         try:
-            text = self.metrics.read_text()
+            return self.track.stat().st_ino
         except FileNotFoundError:
-            return 0.0
-        for line in text.splitlines():
-            if line.startswith("ha_notify_watch_last_round_timestamp_seconds{"):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+            return None
 
     def next_rounds(self, count: int) -> None:
-        """Wait until ``count`` more rounds have completed."""
+        """Wait until ``count`` more rounds have written the track file."""
         for _ in range(count):
-            last = self.rounds()
-            wait_for(lambda last=last: self.rounds() > last, "a watcher round")  # type: ignore[misc]
+            last = self.stamp()
+            wait_for(lambda last=last: self.stamp() != last, "a watcher round")  # type: ignore[misc]
 
     def stop(self) -> int:
         if self.proc is None:

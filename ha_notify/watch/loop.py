@@ -76,7 +76,7 @@ class Watcher:
             except Exception as exc:  # one broken probe must not stop health publishing
                 self._probe_failed(probe, exc)
         if self.metrics_file is not None:
-            self.metrics_file.publish(self._samples(), self.cluster, self.hostname)
+            self.metrics_file.publish(self._samples(), self.cluster, self.hostname, ctx.now)
         return verdict
 
     def _samples(self) -> Iterable[Sample]:
@@ -130,8 +130,7 @@ def serve(config_path: Optional[str]) -> int:
     due = monotonic()
     while True:
         watcher.round()
-        waker.pidfile = watcher.health.pidfile
-        waker.follow()
+        waker.follow(watcher.health.pidfile)
         interval = watcher.config.watch.interval
         now = monotonic()
         due += interval

@@ -18,6 +18,10 @@ from ha_notify.watch.probe import RoundContext, Sample, VrrpState
 from ha_notify.watch.trackfile import AtomicFile
 
 VRRP_STATES = ("master", "backup", "fault", "stop")
+# Series that change every round by design: alone, they do not make the file worth rewriting.
+ROUND_SERIES = frozenset(
+    {"ha_notify_watch_last_round_timestamp_seconds", "ha_notify_watch_rounds_total"}
+)
 # name: (type, help). The order is the order in the file.
 FAMILIES: dict[str, tuple[str, str]] = {
     "ha_notify_vrrp_state": ("gauge", "1 for the VRRP instance's current state, 0 for the others."),
@@ -168,10 +172,27 @@ def render(samples: Iterable[Sample], cluster: str, node: str) -> str:
 
 
 class MetricsFile(AtomicFile):
-    """``[watch] metrics_file`` (node_exporter reads ``*.prom`` in its textfile folder)."""
+    """``[watch] metrics_file`` (node_exporter reads ``*.prom`` in its textfile folder).
+
+    Rewritten in the round where anything but the round's own timestamp and counter changed,
+    and otherwise every ``HEARTBEAT`` seconds: replacing a file on a disk file system every
+    second cost a third of the watcher's CPU, and node_exporter is scraped every 15 s or more.
+    """
+
+    HEARTBEAT = 5.0
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, "metrics_file")
+        self._last: Optional[tuple[Sample, ...]] = None
+        self._written = float("-inf")
 
-    def publish(self, samples: Iterable[Sample], cluster: str, node: str) -> bool:
-        return self.write(render(samples, cluster, node).encode("utf-8"))
+    def publish(self, samples: Iterable[Sample], cluster: str, node: str, now: float) -> bool:
+        """Write the file if it changed or the heartbeat is due; ``now`` is monotonic."""
+        taken = tuple(samples)
+        same = tuple(s for s in taken if s.name not in ROUND_SERIES)
+        if same == self._last and now - self._written < self.HEARTBEAT and not self.trouble:
+            return True
+        if not self.write(render(taken, cluster, node).encode("utf-8")):
+            return False
+        self._last, self._written = same, now
+        return True

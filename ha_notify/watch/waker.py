@@ -33,6 +33,7 @@ class Waker:
         self.pidfile: Optional[str] = None
         self.fds: dict[int, int] = {}  # pid -> pidfd
         self.fired: set[int] = set()  # pids that already woke us: never followed again
+        self.fresh = True  # the pidfile must be read again
 
     def install(self) -> None:
         signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
@@ -43,10 +44,17 @@ class Waker:
         del frame
         self.pending.append(signum)
 
-    def follow(self) -> None:
-        """Open pidfds for the pids now in the pidfile (one small read; called per round)."""
+    def follow(self, pidfile: Optional[str]) -> None:
+        """Open pidfds for the pids in ``pidfile``, when none is followed yet or one exited
+        (a master-worker reload keeps the master's pid; a daemon-mode reload ends the old
+        pids, which wakes us and brings us here again)."""
+        if pidfile != self.pidfile:
+            self.pidfile, self.fresh = pidfile, True
         if self.pidfile is None or not hasattr(os, "pidfd_open"):
             return
+        if self.fds and not self.fresh:
+            return
+        self.fresh = False
         try:
             with open(self.pidfile, "rb") as handle:
                 words = handle.read(4096).split()
@@ -71,6 +79,7 @@ class Waker:
                 pid = next(p for p, f in self.fds.items() if f == fd)
                 os.close(self.fds.pop(pid))
                 self.fired.add(pid)
+                self.fresh = True
         if len(self.fired) > 4 * MAX_PIDS:  # pids are reused eventually: forget old ones
             self.fired = set(list(self.fired)[-MAX_PIDS:])
         return self.pending.pop(0) if self.pending else None
