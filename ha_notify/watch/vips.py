@@ -8,6 +8,7 @@ every round: one netlink ``RTM_GETADDR`` dump on a socket kept open, no fork, no
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
 import socket
@@ -132,6 +133,7 @@ def _address(data: bytes, start: int, end: int) -> tuple[int, str]:
 
 
 _TABLE = AddressTable()
+atexit.register(_TABLE.close)
 
 
 def held(vips: Iterable[Vip]) -> set[str]:
