@@ -318,6 +318,19 @@ def doctor(
     return run_doctor(config, keepalived_config, send=send, as_json=as_json)
 
 
+@app.command()
+def watch(
+    config: Optional[str] = ConfigOpt,
+    once: bool = typer.Option(
+        False, "--once", help="One round: print the verdicts and exit like `check` (0/1)."
+    ),
+) -> int:
+    """Resident: check haproxy in-process every [watch] interval, write track_file and metrics."""
+    from ha_notify.watch import loop
+
+    return loop.once(config) if once else loop.serve(config)
+
+
 def _normalise(args: list[str]) -> list[str]:
     """``ha-notify MASTER`` works like ``master``; ``-c FILE`` may come first; a typo of a
     command gets "did you mean", one of a state (``falut``) names the states."""

@@ -30,6 +30,7 @@ LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
 MAX_PORT = 65535
+MIN_INTERVAL = 0.01  # seconds: [watch] interval below this is a typo that burns a core
 MAX_NUMBER = 1e9  # seconds (about 31 years): anything larger is a typo and overflows timers
 T = TypeVar("T")
 
@@ -196,6 +197,13 @@ class Table:
             raise self.error(key, "an absolute path", value)
         return None if value is None else Path(value)
 
+    def get_path_or_off(self, key: str, default: Any = _MISSING) -> Any:
+        """Like :meth:`get_path`, but ``""`` means "off" (None)."""
+        if self._data.get(key) == "":
+            self._read.add(key)
+            return None
+        return self.get_path(key, default)
+
     def secret(self, key: str, *, required: bool = False) -> Optional[Secret]:
         """Read ``key``, ``key_file`` or ``key_env``; permissions are checked, never logged."""
         given = [k for k in (key, f"{key}_file", f"{key}_env") if k in self._data]
@@ -300,11 +308,26 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    """``[watch]``: the resident watcher (``ha-notify watch``); times in seconds."""
+
+    interval: float = 1.0
+    track_file: Path = Path("/run/ha-notify/track/haproxy")
+    probe_interval: float = 5.0
+    unserved_after: float = 10.0
+    garp_after_split_brain: bool = True
+    metrics_file: Optional[Path] = Path("/var/lib/prometheus/node-exporter/ha-notify.prom")
+    fifo: Optional[Path] = None
+    keepalived_config: Optional[Path] = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Optional[Path]
     general: GeneralConfig = field(default_factory=GeneralConfig)
     channels: tuple[ChannelConfig, ...] = ()
     checks: dict[str, Any] = field(default_factory=dict, compare=False)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     def channel(self, name: str) -> ChannelConfig:
         for ch in self.channels:
@@ -345,6 +368,31 @@ def _general(data: dict[str, Any], path: Path) -> GeneralConfig:
     return general
 
 
+def _watch(data: dict[str, Any], path: Path) -> WatchConfig:
+    t = Table(data, path, "watch")
+    d = WatchConfig()
+    metrics = t.get_path_or_off("metrics_file", d.metrics_file)
+    if metrics is not None and metrics.suffix != ".prom":
+        # node_exporter's textfile collector reads only *.prom files: anything else is ignored.
+        raise t.error("metrics_file", 'a path ending in .prom (or "" to disable)', str(metrics))
+    watch = WatchConfig(
+        interval=t.get_float("interval", d.interval),
+        track_file=t.get_path("track_file", d.track_file),
+        probe_interval=t.get_float("probe_interval", d.probe_interval),
+        unserved_after=t.get_float("unserved_after", d.unserved_after),
+        garp_after_split_brain=t.get_bool("garp_after_split_brain", d.garp_after_split_brain),
+        metrics_file=metrics,
+        fifo=t.get_path("fifo", None),
+        keepalived_config=t.get_path("keepalived_config", None),
+    )
+    if watch.interval < MIN_INTERVAL:
+        raise t.error("interval", f"a number of seconds >= {MIN_INTERVAL:g}", watch.interval)
+    if watch.track_file == watch.metrics_file:
+        raise t.error("metrics_file", "a different file than track_file", str(metrics))
+    t.reject_unknown()
+    return watch
+
+
 def _channel(name: str, data: Any, path: Path) -> ChannelConfig:
     where = f"{path}: channels.{name}"
     if not isinstance(data, dict):
@@ -363,11 +411,15 @@ def _channel(name: str, data: Any, path: Path) -> ChannelConfig:
 
 def parse(data: dict[str, Any], path: Path) -> Config:
     """Turn a parsed TOML document into a Config (channel options are checked later)."""
-    unknown = sorted(set(data) - {"general", "channels", "checks"})
+    unknown = sorted(set(data) - {"general", "channels", "checks", "watch"})
     if unknown:
         raise ConfigError(
-            f"{path}: {unknown[0]}: unknown table; expected [general], [channels.NAME], [checks]"
+            f"{path}: {unknown[0]}: unknown table; expected [general], [channels.NAME], "
+            "[checks], [watch]"
         )
+    watch = data.get("watch", {})
+    if not isinstance(watch, dict):
+        raise ConfigError(f"{path}: watch: expected a table [watch]")
     general = data.get("general", {})
     if not isinstance(general, dict):
         raise ConfigError(f"{path}: general: expected a table [general]")
@@ -385,6 +437,7 @@ def parse(data: dict[str, Any], path: Path) -> Config:
         general=_general(general, path),
         channels=tuple(_channel(n, c, path) for n, c in channels.items()),
         checks=checks,
+        watch=_watch(watch, path),
     )
 
 

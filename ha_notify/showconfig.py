@@ -64,6 +64,14 @@ def dump(config: Config) -> str:
             lines.append(f"# {f.name} is not set")
         else:
             lines.append(f"{f.name} = {_toml(value)}")
+    lines += ["", "[watch]"]
+    for f in dataclasses.fields(config.watch):
+        value = getattr(config.watch, f.name)
+        if value is None:
+            off = f.name == "metrics_file"
+            lines.append(f'{f.name} = ""  # off' if off else f"# {f.name} is not set")
+        else:
+            lines.append(f"{f.name} = {_toml(value)}")
     for ch in config.channels:
         lines += ["", f"[channels.{ch.name}]", f"type = {_toml(ch.type)}"]
         lines.append(f"states = {_toml(ch.states)}")

@@ -30,6 +30,10 @@ KEEPALIVED_CFG = {
     1: CONTRIB / "keepalived" / "keepalived-node1.conf",
     2: CONTRIB / "keepalived" / "keepalived-node2.conf",
 }
+KEEPALIVED_WATCH_CFG = {
+    1: CONTRIB / "keepalived" / "keepalived-node1-watch.conf",
+    2: CONTRIB / "keepalived" / "keepalived-node2-watch.conf",
+}
 HA_NOTIFY_CFG = CONTRIB / "ha-notify" / "config.toml"
 
 # The contrib address plan, used as is inside the lab's namespaces.
@@ -74,25 +78,45 @@ def haproxy_cfg(node_dir: Path) -> str:
     )
 
 
-def keepalived_conf(node: int, node_dir: Path, ha_notify: Path, haproxy_bin: str) -> str:
-    source = KEEPALIVED_CFG[node]
+def interpreter(exe: Path) -> str:
+    """The ``#!`` interpreter of a console script: what keepalived sees as its argv[0]."""
+    with exe.open("rb") as handle:
+        first = handle.readline(512).decode("utf-8", "replace")
+    words = first[2:].split() if first.startswith("#!") else []
+    if len(words) != 1:
+        raise LabError(f"{exe}: expected a `#!/path/to/python` first line, got {first.strip()!r}")
+    return words[0]
+
+
+def track_file(node_dir: Path) -> Path:
+    return node_dir / "run" / "track" / "haproxy"
+
+
+def keepalived_conf(
+    node: int, node_dir: Path, ha_notify: Path, haproxy_bin: str, *, watch: bool = False
+) -> str:
+    source = (KEEPALIVED_WATCH_CFG if watch else KEEPALIVED_CFG)[node]
     text = source.read_text()
     must_contain(
         text, (f"{VIP}/{PREFIXLEN} dev eth0", "interface eth0", f"vrrp_instance {INSTANCE}"), source
     )
-    return rewrite(
-        text,
-        {
-            "/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg": (
-                f"{haproxy_bin} -Ws -f {node_dir / 'haproxy.cfg'}"
-            ),
-            "/run/haproxy.pid": str(node_dir / "haproxy.pid"),
-            "/run/haproxy/check.sock": str(node_dir / "run" / "check.sock"),
-            "/opt/ha-notify/bin/ha-notify": str(ha_notify),
-            "/etc/ha-notify/config.toml": str(node_dir / "ha-notify" / "config.toml"),
-        },
-        source,
-    )
+    paths: dict[str, str] = {}
+    if watch:
+        # The watcher's command line as keepalived's track_process sees it (both lab nodes
+        # share one kernel's process list: the config path tells their watchers apart).
+        paths["/opt/ha-notify/bin/python3 /opt/ha-notify/bin/ha-notify"] = (
+            f"{interpreter(ha_notify)} {ha_notify}"
+        )
+        paths["/run/ha-notify/track/haproxy"] = str(track_file(node_dir))
+    else:
+        paths["/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg"] = (
+            f"{haproxy_bin} -Ws -f {node_dir / 'haproxy.cfg'}"
+        )
+        paths["/run/haproxy.pid"] = str(node_dir / "haproxy.pid")
+        paths["/run/haproxy/check.sock"] = str(node_dir / "run" / "check.sock")
+    paths["/opt/ha-notify/bin/ha-notify"] = str(ha_notify)
+    paths["/etc/ha-notify/config.toml"] = str(node_dir / "ha-notify" / "config.toml")
+    return rewrite(text, paths, source)
 
 
 def ha_notify_config(node: int, node_dir: Path) -> dict[str, Any]:
@@ -128,6 +152,12 @@ def ha_notify_config(node: int, node_dir: Path) -> dict[str, Any]:
             if key in haproxy:
                 haproxy[key] = str(path)
         result["checks"] = {"haproxy": haproxy}
+    watch = data.get("watch")
+    if watch is not None:
+        watch = dict(watch)
+        watch["track_file"] = str(track_file(node_dir))
+        watch["metrics_file"] = str(node_dir / "metrics" / "ha-notify.prom")
+        result["watch"] = watch
     return result
 
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from lab import configs, netns, scenario, topology
+from lab import configs, netns, scenario, topology, watch_scenario
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -41,7 +41,10 @@ class ScenarioFailed(LabError):
 
 
 class Lab:
-    def __init__(self, out: Callable[[str], None], ha_notify: Optional[str]) -> None:
+    def __init__(
+        self, out: Callable[[str], None], ha_notify: Optional[str], watch: bool = False
+    ) -> None:
+        self.watch = watch
         self.rid = secrets.token_hex(3)
         self.out = out
         self.explicit_ha_notify = ha_notify
@@ -98,7 +101,7 @@ class Lab:
         topology.wire(self.ns)
         for index in (1, 2):
             ns = self.ns[f"n{index}"]
-            node = Node(index, ns, self.workdir, ha_notify)
+            node = Node(index, ns, self.workdir, ha_notify, watch=self.watch)
             node.write_configs(uid, gid)
             self.nodes.append(node)
         self._start_services()
@@ -165,12 +168,24 @@ class Lab:
         for node in self.nodes:
             self.wait(f"{node.name} haproxy up", node.haproxy_ready, 20)
         self.say("haproxy up on lb1 and lb2 (contrib haproxy.cfg, paths rewritten)")
+        if self.watch:
+            for node in self.nodes:
+                node.start_watcher()
+            for node in self.nodes:
+                self.wait(
+                    f"{node.name} watcher says healthy", lambda n=node: n.verdict() == "0", 30
+                )
+            self.say("ha-notify watch on lb1 and lb2: track files say 0 (healthy)")
         lb1.start_keepalived()
         self.wait("lb1 MASTER", lambda: lb1.log.state() == "MASTER", 60)
         self.wait("VIP on lb1", lb1.holds_vip, 10)
         lb2.start_keepalived()
         self.wait("lb2 BACKUP", lambda: lb2.log.state() == "BACKUP", 60)
         scenario.step1(self, lb1, lb2)
+        if self.watch:
+            watch_scenario.kill_failover(self, lb1, lb2)
+            watch_scenario.reloads(self, lb1, lb2)
+            return
         scenario.step2(self, lb1, lb2)
         scenario.step3(self, lb1, lb2)
         scenario.step4(self, lb1, lb2)
@@ -231,6 +246,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         metavar="PATH",
         help="the ha-notify executable keepalived runs (default: the repo's)",
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="run the pair on `ha-notify watch` + track_file (keepalived-node*-watch.conf): "
+        "haproxy killed on the MASTER, then 20 reloads",
+    )
     args = parser.parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
 
@@ -238,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(text, file=stream, flush=True)
 
     os.umask(0o022)
-    lab = Lab(out, args.ha_notify)
+    lab = Lab(out, args.ha_notify, watch=args.watch)
     lab.keep = args.keep
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -3,6 +3,7 @@ the ha-notify executable that keepalived's script user can run."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -108,8 +109,12 @@ class LogWatcher:
 class Node:
     """One load balancer: haproxy and keepalived in namespace ``ns``, hostname ``lbN``."""
 
-    def __init__(self, index: int, ns: str, workdir: Path, ha_notify: Path) -> None:
+    def __init__(
+        self, index: int, ns: str, workdir: Path, ha_notify: Path, *, watch: bool = False
+    ) -> None:
         self.index = index
+        self.watch = watch  # health through `ha-notify watch` + track_file, not vrrp_script
+        self.watcher: Optional[subprocess.Popen[bytes]] = None
         self.name = f"lb{index}"
         self.ns = ns
         self.address = configs.NODE_ADDRESS[index]
@@ -128,8 +133,14 @@ class Node:
         (notify_dir / "state").mkdir(parents=True)
         (self.dir / "haproxy.cfg").write_text(configs.haproxy_cfg(self.dir))
         (self.dir / "keepalived.conf").write_text(
-            configs.keepalived_conf(self.index, self.dir, self.ha_notify, self.haproxy_bin)
+            configs.keepalived_conf(
+                self.index, self.dir, self.ha_notify, self.haproxy_bin, watch=self.watch
+            )
         )
+        if self.watch:  # what the unit's RuntimeDirectory= and ReadWritePaths= give the watcher
+            for folder in (configs.track_file(self.dir).parent, self.dir / "metrics"):
+                folder.mkdir(parents=True)
+                os.chown(folder, script_uid, script_gid)
         cfg = notify_dir / "config.toml"
         cfg.write_text(configs.to_toml(configs.ha_notify_config(self.index, self.dir)))
         # The script user owns its config (mode 600, as ha-notify demands) and its state.
@@ -199,6 +210,82 @@ class Node:
         out = run(ns_cmd(self.ns, ["ss", "-Hltn", f"sport = :{port}"]), check=False)
         return [line.split()[3] for line in out.splitlines() if line.strip()]
 
+    # ha-notify watch -------------------------------------------------------------------
+
+    def start_watcher(self) -> None:
+        """What ha-notify-watch.service runs: the watcher as the script user, group haproxy."""
+        cmd = [
+            "setpriv",
+            f"--reuid={SCRIPT_USER}",
+            f"--regid={SCRIPT_GROUP}",
+            "--clear-groups",
+            str(self.ha_notify),
+            "watch",
+            "--config",
+            str(self.dir / "ha-notify" / "config.toml"),
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HA_NOTIFY_")}
+        env["HA_NOTIFY_LOG_STDERR"] = "1"
+        with (self.dir / "watch.log").open("ab") as log:
+            self.watcher = subprocess.Popen(
+                ns_cmd(self.ns, cmd),
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+                env=env,
+            )
+
+    def verdict(self) -> Optional[str]:
+        """What the watcher last wrote to the track file (None before it did)."""
+        try:
+            return configs.track_file(self.dir).read_text().strip()
+        except OSError:
+            return None
+
+    def watch_unhealthy(self) -> int:
+        """How many times the watcher logged an unhealthy verdict so far."""
+        try:
+            text = (self.dir / "watch.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        return text.count("check haproxy: unhealthy")
+
+    def stop_watcher(self) -> None:
+        proc, self.watcher = self.watcher, None
+        terminate(proc, 8)
+
+    def kill_haproxy(self) -> None:
+        """SIGKILL to haproxy's master and workers: a crash, not a stop."""
+        if self.haproxy is None:
+            return
+        host = self.haproxy.pid  # `ip netns exec` execs haproxy: the same pid
+        kids = Path(f"/proc/{host}/task/{host}/children").read_text().split()
+        for pid in [host, *map(int, kids)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.haproxy.wait(10)
+        self.haproxy = None
+
+    def haproxy_master_ready(self) -> bool:
+        """Whether the master (re-executed on each reload) handles SIGUSR2 again: a reload
+        sent before that is lost."""
+        if self.haproxy is None:
+            return False
+        try:
+            status = Path(f"/proc/{self.haproxy.pid}/status").read_text()
+        except OSError:
+            return False
+        caught = next(
+            (ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt:")), "0"
+        )
+        return bool(int(caught, 16) & (1 << (signal.SIGUSR2 - 1)))
+
+    def reload_haproxy(self) -> None:
+        """What `systemctl reload haproxy` does with -Ws: SIGUSR2 to the master."""
+        assert self.haproxy is not None
+        self.haproxy.send_signal(signal.SIGUSR2)
+
     # keepalived ------------------------------------------------------------------------
 
     def start_keepalived(self) -> None:
@@ -255,6 +342,7 @@ class Node:
 
     def stop(self) -> None:
         self.stop_keepalived()
+        self.stop_watcher()
         self.stop_haproxy()
 
 

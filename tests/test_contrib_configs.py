@@ -15,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 HAPROXY_CFG = REPO / "contrib" / "haproxy" / "haproxy.cfg"
 NODE_CFGS = [REPO / "contrib" / "keepalived" / f"keepalived-node{n}.conf" for n in (1, 2)]
+WATCH_CFGS = [REPO / "contrib" / "keepalived" / f"keepalived-node{n}-watch.conf" for n in (1, 2)]
 
 needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
 needs_keepalived = pytest.mark.skipif(
@@ -143,7 +144,9 @@ def ha_notify_for_script_user() -> Path:
 @needs_root
 @pytest.mark.keepalived
 @needs_keepalived
-@pytest.mark.parametrize("path", NODE_CFGS, ids=["node1", "node2"])
+@pytest.mark.parametrize(
+    "path", NODE_CFGS + WATCH_CFGS, ids=["node1", "node2", "node1-watch", "node2-watch"]
+)
 def test_keepalived_config_test_passes(
     path: Path, netns_with_eth0: str, ha_notify_for_script_user: Path, tmp_path: Path
 ) -> None:

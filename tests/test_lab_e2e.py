@@ -26,12 +26,11 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def lab() -> dict[str, Any]:
-    """One lab run for the whole module; its JSON result."""
+def run_lab(*flags: str) -> dict[str, Any]:
+    """Run the lab with ``flags``; its JSON result and exit code."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HA_NOTIFY_")}
     done = subprocess.run(
-        [sys.executable, "-m", "lab.failover_lab", "--json"],
+        [sys.executable, "-m", "lab.failover_lab", "--json", *flags],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -48,6 +47,28 @@ def lab() -> dict[str, Any]:
         pytest.fail(f"lab exit {done.returncode}, no JSON:\n{done.stdout}\n{done.stderr}")
     result["exit_code"] = done.returncode
     return result
+
+
+@pytest.fixture(scope="module")
+def lab() -> dict[str, Any]:
+    """One lab run for the whole module; its JSON result."""
+    return run_lab()
+
+
+@pytest.fixture(scope="module")
+def watch_lab() -> dict[str, Any]:
+    """One run of the lab's watcher scenario (--watch)."""
+    return run_lab("--watch")
+
+
+def test_watch_lab_fails_over_fast_and_survives_reloads(watch_lab: dict[str, Any]) -> None:
+    """On the watcher + track_file: haproxy killed on the MASTER moves traffic to lb2, and
+    20 reloads on the MASTER cause no VRRP transition (the lab's own checks hold both)."""
+    assert failed_checks(watch_lab) == []
+    assert watch_lab["exit_code"] == 0 and watch_lab["ok"]
+    assert watch_lab["watch_reloads"] == {"reloads": 20, "transitions": {"lb1": 0, "lb2": 0}}
+    assert in_order(watch_lab["transitions"]["lb1"], ["BACKUP", "MASTER", "FAULT", "BACKUP"])
+    assert watch_lab["transitions"]["lb2"][-1] == "MASTER"
 
 
 def failed_checks(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ def _guarded(name: str, check: Callable[[], list[Finding]]) -> list[Finding]:
 
 def collect(config: Optional[str], keepalived_config: Path, *, send: bool = False) -> list[Finding]:
     """Every finding, in the order an operator fixes things."""
-    from ha_notify.doctor import local, reach, vrrp, wiring
+    from ha_notify.doctor import local, reach, vrrp, watcher, wiring
 
     findings: list[Finding] = []
     wired = wiring.Wiring.load(keepalived_config)
@@ -84,6 +84,7 @@ def collect(config: Optional[str], keepalived_config: Path, *, send: bool = Fals
     findings += _guarded("keepalived.conf", wired.findings)
     findings += _guarded("haproxy", lambda: local.haproxy_findings(env, wired))
     findings += _guarded("vrrp", vrrp.findings)
+    findings += _guarded("watch", lambda: watcher.findings(wired.conf, env.config))
     return findings
 
 

@@ -1,0 +1,92 @@
+"""Files the watcher rewrites every round: keepalived's ``track_file`` and the metrics file.
+
+A reader sees the old content or the new one, never a mix: the content goes to a temp file in
+the same folder, then ``rename`` replaces the target (keepalived's inotify then reads it). No
+fsync: both files describe *now* and are rewritten next round (``/run`` is tmpfs anyway).
+A folder that is full, read-only or gone is logged once when the trouble starts and once when
+it ends, never every round; the write is retried every round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+HEALTHY, UNHEALTHY = b"0\n", b"1\n"
+FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class AtomicFile:
+    """One file replaced whole each round; :meth:`write` never raises for an OS error."""
+
+    def __init__(self, path: Path, what: str, mode: int = 0o644) -> None:
+        self.path = path
+        self.what = what
+        self.mode = mode
+        self.tmp = path.parent / f".{path.name}.tmp"
+        self.trouble = ""  # the error of the current episode, "" when writes succeed
+        self.failures = 0
+
+    def write(self, data: bytes) -> bool:
+        """Replace the file with ``data``; False (logged once per episode) when it failed."""
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.failures += 1
+            message = exc.strerror or str(exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                message += " (free space in that file system)"
+            elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                message += f" (the watcher runs as uid {os.geteuid()}; make the folder writable)"
+            if message != self.trouble:
+                log.error("cannot write %s %s: %s; retrying", self.what, self.path, message)
+                self.trouble = message
+            return False
+        if self.trouble:
+            what, failures = self.what, self.failures
+            log.warning("%s %s written again (after %d failed rounds)", what, self.path, failures)
+            self.trouble = ""
+            self.failures = 0
+        return True
+
+    def _write(self, data: bytes) -> None:
+        try:
+            fd = os.open(self.tmp, FLAGS, self.mode)
+        except FileNotFoundError:
+            # The folder is gone (a tmpfs /run after boot, an operator's rm): make it again.
+            os.makedirs(self.path.parent, mode=0o755, exist_ok=True)
+            fd = os.open(self.tmp, FLAGS, self.mode)
+        try:
+            os.fchmod(fd, self.mode)  # whatever the umask: keepalived and node_exporter read it
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            os.close(fd)
+            _unlink(self.tmp)
+            raise
+        os.close(fd)
+        try:
+            os.rename(self.tmp, self.path)
+        except OSError:
+            _unlink(self.tmp)
+            raise
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class TrackFile(AtomicFile):
+    """keepalived's ``track_file``: ``0`` healthy, ``1`` not (weight 0: non-zero is FAULT)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "track_file")
+
+    def publish(self, healthy: bool) -> bool:
+        return self.write(HEALTHY if healthy else UNHEALTHY)
