@@ -114,6 +114,7 @@ def test_alertmanager_fault_fires_on_every_url(server: Recorder, tmp_path: Path)
     assert alert["labels"] == {
         "alertname": "HAProxyKeepalivedState",
         "cluster": "haproxy-test",
+        "vrrp_instance": "VI_1",
         "instance": "VI_1",
         "node": "lb1",
         "state": "fault",
