@@ -59,7 +59,9 @@ def pick(topic: str, name: Optional[str]) -> list[Path]:
         return found
     base = folder(topic)
     chosen = [p for p in found if name in (p.name, p.relative_to(base).as_posix())]
-    if not chosen:  # a unique part of a name is enough: `ha-notify example keepalived node2`
+    if not chosen:  # the last word of a name: `node2` is keepalived-node2.conf, not -watch
+        chosen = [p for p in found if p.name.split(".")[0].endswith(f"-{name}")]
+    if not chosen:  # a unique part of a name is enough: `ha-notify example keepalived node2-w`
         chosen = [p for p in found if name in p.relative_to(base).as_posix()]
     if len(chosen) != 1:
         names = ", ".join(p.relative_to(base).as_posix() for p in chosen or found)

@@ -70,7 +70,7 @@ def test_one_file_by_name_or_part(name: str, cli) -> None:
         (["nginx"], "unknown example 'nginx': expected one of "),
         (
             ["keepalived", "node3"],
-            "example 'keepalived': has no file 'node3': expected one of keepalived-node1.conf",
+            "example 'keepalived': has no file 'node3': expected one of keepalived-node1",
         ),
         (["keepalived", "node"], "'node' matches several files"),
     ],

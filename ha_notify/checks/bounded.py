@@ -111,10 +111,76 @@ def call(key: str, work: Callable[[], T], deadline: float) -> T:
 # tmpfs on every systemd (and FHS 3) system: memory, which never hangs like NFS or FUSE can.
 # Reading there needs no helper thread (100 us saved per run, where pidfiles usually live).
 MEMORY_FOLDERS = ("/run/", "/var/run/", "/dev/shm/")
+# Filesystems whose reads cannot block on a server or a user-space daemon.
+LOCAL_TYPES = frozenset(
+    [
+        "ext2",
+        "ext3",
+        "ext4",
+        "xfs",
+        "btrfs",
+        "f2fs",
+        "jfs",
+        "reiserfs",
+        "zfs",
+        "tmpfs",
+        "ramfs",
+        "overlay",
+        "squashfs",
+        "vfat",
+        "devtmpfs",
+        "proc",
+        "sysfs",
+    ]
+)
+MOUNTS_TTL = 60.0  # seconds a resident caller (the watcher) trusts its copy of the mount table
+_mounts: list[tuple[float, list[tuple[str, str]]]] = []
+
+
+def _mount_table() -> list[tuple[str, str]]:
+    """(mount point, filesystem type), longest mount point first; read at most once a minute."""
+    now = monotonic()
+    if _mounts and now - _mounts[0][0] < MOUNTS_TTL:
+        return _mounts[0][1]
+    table = []
+    for line in read_regular("/proc/self/mountinfo", 1 << 20).decode(errors="replace").splitlines():
+        fields = line.split()
+        if " - " in line and len(fields) > 4:
+            point = fields[4].replace("\\040", " ")
+            table.append((point, line.split(" - ", 1)[1].split()[0]))
+    table.sort(key=lambda row: len(row[0]), reverse=True)
+    _mounts[:] = [(now, table)]
+    return table
+
+
+def on_local_filesystem(path: str) -> bool:
+    """Whether ``path`` (absolute, no symlink at its end) lies on a filesystem that never hangs."""
+    if not path.startswith("/") or "/../" in path or path.endswith("/.."):
+        return False
+    try:
+        table = _mount_table()
+    except OSError:
+        return False
+    for point, fstype in table:
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            return fstype in LOCAL_TYPES
+    return False
 
 
 def read_file(path: str, limit: int, deadline: float) -> bytes:
-    """:func:`read_regular` bounded by ``deadline`` (a hung filesystem included)."""
+    """:func:`read_regular` bounded by ``deadline`` (a hung filesystem included).
+
+    On memory folders and local filesystems the read is direct (a resident watcher must not
+    start a thread every round); elsewhere (NFS, FUSE, a symlink that may lead there) it runs in
+    a helper thread abandoned at the deadline.
+    """
     if path.startswith(MEMORY_FOLDERS) and ".." not in path:
         return read_regular(path, limit)
+    if on_local_filesystem(path):
+        try:
+            link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            link = True  # let the bounded path raise the real error
+        if not link:
+            return read_regular(path, limit)
     return call(path, lambda: read_regular(path, limit), deadline)
