@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every test, from a fresh Debian machine as root: installs haproxy, keepalived, iproute2 and
 # a virtualenv, then runs ruff (lint and format), mypy and pytest (real SMTP/HTTP servers,
-# real haproxy, real keepalived pairs in network namespaces). Then two more lanes run the
+# real haproxy, real keepalived pairs in network namespaces) and builds the docs site
+# (mkdocs build --strict). Then two more lanes run the
 # tests that need neither root, haproxy nor keepalived: on Python 3.9 (the oldest supported)
 # and on the newest Python found, each in its own virtualenv (.venv-py39, .venv-newest).
 # The lanes run side by side once the main lane has passed. Extra arguments go to every
@@ -26,6 +27,8 @@ echo "== ruff" >&2
 "$VENV/bin/ruff" format --check .
 echo "== mypy" >&2
 "$VENV/bin/mypy"
+echo "== docs (mkdocs build --strict)" >&2
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$REPO/site"
 echo "== pytest ($("$VENV/bin/python" -V))" >&2
 "$VENV/bin/pytest" "$@"
 

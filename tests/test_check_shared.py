@@ -70,13 +70,14 @@ def test_shared_backend_down_is_reported_not_failed(
 
 
 def reference_check_lines() -> list[str]:
-    """Every `ha-notify check haproxy` command of contrib/keepalived and the README."""
+    """Every `ha-notify check haproxy` command of contrib/keepalived, the README and docs/."""
     found = []
     for conf in sorted((REPO / "contrib" / "keepalived").glob("*.conf")):
         found += re.findall(r'script "(\S*ha-notify check haproxy[^"]*)"', conf.read_text())
-    readme = (REPO / "README.md").read_text()
-    found += re.findall(r'script "(\S*ha-notify check haproxy[^"]*)"', readme)
-    found += re.findall(r"^\$ (ha-notify check haproxy.*?)(?:\s+#.*)?$", readme, re.M)
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        text = page.read_text()
+        found += re.findall(r'script "(\S*ha-notify check haproxy[^"]*)"', text)
+        found += re.findall(r"^\$ (ha-notify check haproxy.*?)(?:\s+#.*)?$", text, re.M)
     return found
 
 
