@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from lab import configs, netns, scenario, topology, watch_scenario
+from lab import configs, fleet_scenario, netns, scenario, topology, watch_scenario
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -44,9 +44,14 @@ class ScenarioFailed(LabError):
 
 class Lab:
     def __init__(
-        self, out: Callable[[str], None], ha_notify: Optional[str], watch: bool = False
+        self,
+        out: Callable[[str], None],
+        ha_notify: Optional[str],
+        watch: bool = False,
+        fleet: bool = False,
     ) -> None:
-        self.watch = watch
+        self.watch = watch or fleet
+        self.fleet = fleet
         self.rid = secrets.token_hex(3)
         self.out = out
         self.explicit_ha_notify = ha_notify
@@ -184,6 +189,9 @@ class Lab:
         lb2.start_keepalived()
         self.wait("lb2 BACKUP", lambda: lb2.log.state() == "BACKUP", 60)
         scenario.step1(self, lb1, lb2)
+        if self.fleet:
+            fleet_scenario.run(self, lb1, lb2)
+            return
         if self.watch:
             watch_scenario.kill_failover(self, lb1, lb2)
             watch_scenario.reloads(self, lb1, lb2)
@@ -260,6 +268,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="run the pair on `ha-notify watch` + track_file (keepalived-node*-watch.conf): "
         "haproxy killed on the MASTER, then 20 reloads",
     )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="the pair on `ha-notify watch` (as --watch) with node_exporter, Prometheus and "
+        "Alertmanager: a split brain (VRRP dropped by nftables) reaches a webhook as one "
+        "HAPairDualMaster notification, then resolves",
+    )
     args = parser.parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
 
@@ -267,7 +282,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(text, file=stream, flush=True)
 
     os.umask(0o022)
-    lab = Lab(out, args.ha_notify, watch=args.watch)
+    lab = Lab(out, args.ha_notify, watch=args.watch, fleet=args.fleet)
     lab.keep = args.keep
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
