@@ -61,7 +61,8 @@ def kill_failover(
             seen = time.monotonic() - t0
             lab.say(f"   +{seen:5.2f}s {lb1.name} watcher wrote 1 to the track file")
         fault = lab.wait(f"{lb1.name} FAULT", lambda: lb1.log.first("FAULT", t0), 30)
-        lab.say(f"   +{fault.mono - t0:5.2f}s {lb1.name} FAULT ({fault.cause or '?'})")
+        cause = "track file haproxy_verdict" if lb1.watch else fault.cause or "?"
+        lab.say(f"   +{fault.mono - t0:5.2f}s {lb1.name} FAULT ({cause})")
         master = lab.wait(f"{lb2.name} MASTER", lambda: lb2.log.first("MASTER", t0), 30)
         lab.say(f"   +{master.mono - t0:5.2f}s {lb2.name} MASTER")
         served = lab.wait(
