@@ -109,9 +109,6 @@ def keepalived_conf(
         )
         paths["/run/ha-notify/track/haproxy"] = str(track_file(node_dir))
     else:
-        paths["/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg"] = (
-            f"{haproxy_bin} -Ws -f {node_dir / 'haproxy.cfg'}"
-        )
         paths["/run/haproxy.pid"] = str(node_dir / "haproxy.pid")
         paths["/run/haproxy/check.sock"] = str(node_dir / "run" / "check.sock")
     paths["/opt/ha-notify/bin/ha-notify"] = str(ha_notify)

@@ -68,13 +68,26 @@ def lab_alertmanager(text: str, sink: str) -> str:
 class Fleet:
     """Start with ``start()`` (or ``with``); node ``i``'s textfile folder is ``metrics_dir(i)``.
 
-    With no nodes, only Alertmanager and the sink run."""
+    With no nodes, only Alertmanager and the sink run. ``ns``: run Prometheus, Alertmanager
+    and the sink in this existing namespace (left in place at the end) instead of a new one;
+    ``exporters``: per node, the namespace and address its node_exporter listens on and the
+    folder it reads (default: the fleet's namespace, 127.0.0.1, ``workdir/nodes/NAME``)."""
 
     def __init__(
-        self, workdir: Path, nodes: list[str], *, for_override: Optional[str] = None
+        self,
+        workdir: Path,
+        nodes: list[str],
+        *,
+        for_override: Optional[str] = None,
+        ns: Optional[str] = None,
+        exporters: Optional[list[tuple[str, str, Path]]] = None,
     ) -> None:
         self.rid = secrets.token_hex(3)
-        self.ns = f"{netns.PREFIX}{self.rid}-fleet"
+        self.own_ns = ns is None
+        self.ns = ns or f"{netns.PREFIX}{self.rid}-fleet"
+        self.exporters = exporters or [
+            (self.ns, "127.0.0.1", workdir / "nodes" / name) for name in nodes
+        ]
         self.workdir = workdir
         self.nodes = nodes
         self.for_override = for_override
@@ -102,10 +115,11 @@ class Fleet:
         for tool in BINARIES:
             if shutil.which(tool) is None:
                 raise Unsupported(f"{tool} is not installed (scripts/bootstrap.sh installs it)")
-        netns.register(self.rid)
-        netns.sweep()
-        netns.create_namespace(self.ns)
-        self._created = True
+        if self.own_ns:
+            netns.register(self.rid)
+            netns.sweep()
+            netns.create_namespace(self.ns)
+            self._created = True
         self._pool = ThreadPoolExecutor(1, initializer=netns._enter, initargs=(self.ns,))
         self._write_configs()
         for index, name in enumerate(self.nodes):
@@ -113,10 +127,11 @@ class Fleet:
             self._spawn(
                 f"node-exporter-{name}",
                 "prometheus-node-exporter",
-                f"--web.listen-address=127.0.0.1:{EXPORTER_PORT + index}",
+                f"--web.listen-address={self.target(index)}",
                 "--collector.disable-defaults",
                 "--collector.textfile",
                 f"--collector.textfile.directory={self.metrics_dir(index)}",
+                ns=self.exporters[index][0],
             )
         self._spawn(
             "sink", sys.executable, "-m", "lab.webhook_sink", str(self.sink_dir),
@@ -158,12 +173,17 @@ class Fleet:
             self._pool.shutdown(wait=False)
         if self._created:
             netns.delete_namespace(self.ns)
-        netns.unregister(self.rid)
+        if self.own_ns:
+            netns.unregister(self.rid)
 
     # what tests use -----------------------------------------------------------------------
 
+    def target(self, index: int) -> str:
+        """Where node ``index``'s node_exporter listens (``address:port``)."""
+        return f"{self.exporters[index][1]}:{EXPORTER_PORT + index}"
+
     def metrics_dir(self, index: int) -> Path:
-        return self.workdir / "nodes" / self.nodes[index]
+        return self.exporters[index][2]
 
     @property
     def sink_dir(self) -> Path:
@@ -246,22 +266,18 @@ class Fleet:
                 {
                     "job_name": "ha-notify-nodes",
                     "static_configs": [
-                        {
-                            "targets": [
-                                f"127.0.0.1:{EXPORTER_PORT + i}" for i in range(len(self.nodes))
-                            ]
-                        }
+                        {"targets": [self.target(i) for i in range(len(self.nodes))]}
                     ],
                 }
             ],
         }
         (self.workdir / "prometheus.yml").write_text(json.dumps(prometheus, indent=2))
 
-    def _spawn(self, name: str, *cmd: str) -> None:
+    def _spawn(self, name: str, *cmd: str, ns: Optional[str] = None) -> None:
         log = (self.workdir / f"{name}.log").open("wb")
         self._logs.append(log)
         self.procs[name] = subprocess.Popen(
-            netns.ns_cmd(self.ns, list(cmd)),
+            netns.ns_cmd(ns or self.ns, list(cmd)),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -214,7 +214,14 @@ class Node:
 
     def start_watcher(self) -> None:
         """What ha-notify-watch.service runs: the watcher as the script user, group haproxy."""
-        cmd = [
+        cmd = [  # its own hostname, as on a real node: the metrics' `node` label is lbN
+            "unshare",
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            self.name,
             "setpriv",
             f"--reuid={SCRIPT_USER}",
             f"--regid={SCRIPT_GROUP}",

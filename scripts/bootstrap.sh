@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh and scripts/lab.sh: installs what a fresh Debian machine lacks.
 #   - Debian packages: haproxy, keepalived, iproute2, psmisc (killall, for the benchmarks),
 #     python3-venv, and the fleet kit's engines (prometheus for promtool, prometheus-alertmanager
-#     for amtool, prometheus-node-exporter); only the missing ones, with apt-get, as root.
+#     for amtool, prometheus-node-exporter), nftables (the lab's split brain) and procps (pgrep,
+#     the reference config's liveness check); only the missing ones, with apt-get, as root.
 #   - the repo's virtualenv .venv with `pip install -e '.[test]'`.
 # Sets VENV to the virtualenv's folder.
 
@@ -17,6 +18,8 @@ bootstrap() {
     command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
     command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
     command -v prometheus-node-exporter >/dev/null 2>&1 || missing="$missing prometheus-node-exporter"
+    command -v nft >/dev/null 2>&1 || missing="$missing nftables"
+    command -v pgrep >/dev/null 2>&1 || missing="$missing procps"
     if [ ! -x "$VENV/bin/python" ]; then
         /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
     fi

@@ -5,6 +5,9 @@
 #     sh scripts/lab.sh              # the timeline; exit 0 when every check passed
 #     sh scripts/lab.sh --json       # the result as JSON on stdout, the timeline on stderr
 #     sh scripts/lab.sh --keep       # keep the run's configs, logs and mails under /tmp
+#     sh scripts/lab.sh --watch      # the pair on `ha-notify watch` + track_file
+#     sh scripts/lab.sh --fleet      # --watch + node_exporter, Prometheus, Alertmanager: a split
+#                                    # brain reaches a webhook as one alert, then resolves
 #
 # Installs only what is missing: haproxy, keepalived, iproute2 and python3-venv with apt-get,
 # then the repo's virtualenv (.venv, `pip install -e '.[test]'`). Exit 2 when not root or when
