@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from lab import configs, netns, scenario, topology, watch_scenario
+from lab import configs, netns, pair_scenario, scenario, topology, watch_scenario
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -42,9 +42,14 @@ class ScenarioFailed(LabError):
 
 class Lab:
     def __init__(
-        self, out: Callable[[str], None], ha_notify: Optional[str], watch: bool = False
+        self,
+        out: Callable[[str], None],
+        ha_notify: Optional[str],
+        watch: bool = False,
+        pair: bool = False,
     ) -> None:
-        self.watch = watch
+        self.pair = pair
+        self.watch = watch or pair
         self.rid = secrets.token_hex(3)
         self.out = out
         self.explicit_ha_notify = ha_notify
@@ -182,6 +187,9 @@ class Lab:
         lb2.start_keepalived()
         self.wait("lb2 BACKUP", lambda: lb2.log.state() == "BACKUP", 60)
         scenario.step1(self, lb1, lb2)
+        if self.pair:
+            pair_scenario.run_all(self, lb1, lb2)
+            return
         if self.watch:
             watch_scenario.kill_failover(self, lb1, lb2)
             watch_scenario.reloads(self, lb1, lb2)
@@ -252,6 +260,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="run the pair on `ha-notify watch` + track_file (keepalived-node*-watch.conf): "
         "haproxy killed on the MASTER, then 20 reloads",
     )
+    parser.add_argument(
+        "--pair",
+        action="store_true",
+        help="the watcher pair's pair alerts (lab/pair_scenario.py): 20 clean failovers, VRRP "
+        "dropped both ways and one way, a VIP nobody holds, a MASTER that refuses the VIP",
+    )
     args = parser.parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
 
@@ -259,7 +273,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(text, file=stream, flush=True)
 
     os.umask(0o022)
-    lab = Lab(out, args.ha_notify, watch=args.watch)
+    lab = Lab(out, args.ha_notify, watch=args.watch, pair=args.pair)
     lab.keep = args.keep
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -219,6 +219,9 @@ class Node:
             f"--reuid={SCRIPT_USER}",
             f"--regid={SCRIPT_GROUP}",
             "--clear-groups",
+            # AmbientCapabilities=CAP_NET_RAW in the unit: the ARP probe's raw socket.
+            "--inh-caps=+net_raw",
+            "--ambient-caps=+net_raw",
             str(self.ha_notify),
             "watch",
             "--config",
