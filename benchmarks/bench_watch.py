@@ -6,6 +6,8 @@ watcher (`--deep`, interval 1). In the same window a driver forks `killall -0 ha
 
 1. CPU per day: the watcher's utime+stime (its children included) over the window, against
    the sum of killall's own rusage, both extrapolated to 24 h, and their ratio (target <= 1).
+   The watcher runs in a network namespace joined by a veth to a peer that holds the VIP,
+   and probes it with ARP every 5 s (``probe_interval``), as on a BACKUP node.
 2. Fault to file: from haproxy SIGKILLed / a frontend disabled / haproxy SIGSTOPped until the
    track file says 1, each several times (target <= interval + timeout + 0.2 s).
 3. Memory: VmRSS of a watcher running many rounds back to back (a long day compressed:
@@ -32,6 +34,7 @@ print = functools.partial(print, flush=True)  # progress shows as it comes
 sys.path.insert(0, str(REPO))
 
 from tests.haproxy_helpers import Haproxy, Namespace, runtime_api, wait_for  # noqa: E402
+from tests.pair_net import VIP, Pair  # noqa: E402
 from tests.watch_helpers import Watch, kill_all  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -88,8 +91,36 @@ def stop_driver(proc: subprocess.Popen[str], in_ns: bool) -> tuple[float, float,
     return total, runs, elapsed
 
 
+class InNetwork:
+    """``ns`` (pid + mount) with the network namespace ``netns`` on top, for Watch."""
+
+    def __init__(self, ns: Namespace, netns: str) -> None:
+        self.ns, self.netns = ns, netns
+
+    def popen(self, *argv: str, **kwargs: object) -> subprocess.Popen[str]:
+        # The network first: the pid namespace's mount namespace predates /run/netns/<name>.
+        net = ["nsenter", f"--net=/run/netns/{self.netns}", "--"]
+        return subprocess.Popen([*net, *self.ns.command(*argv)], text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+def pair_series(watch: Watch) -> list[str]:
+    text = watch.metrics.read_text() if watch.metrics.exists() else ""
+    return [ln for ln in text.splitlines() if ln.startswith(("ha_notify_split", "ha_notify_vip_"))]
+
+
 def cpu_per_day(ns: Namespace, tmp: Path, proxy: Haproxy, window: float, shm: Path) -> None:
-    watch = Watch(ns, tmp / "cpu", proxy, interval=1.0, timeout=TIMEOUT, track_dir=shm / "cpu")
+    pair = Pair()
+    pair.a.hold()  # the MASTER; the watcher runs on b and probes the VIP every 5 s
+    extra = {"general": {"virtual_addresses": [VIP]}, "watch": {"probe_interval": 5.0}}
+    watch = Watch(
+        InNetwork(ns, pair.b.ns),  # type: ignore[arg-type]
+        tmp / "cpu",
+        proxy,
+        interval=1.0,
+        timeout=TIMEOUT,
+        track_dir=shm / "cpu",
+        extra=extra,
+    )
     watch.start()
     # killall as keepalived runs it: on this host's process list (what a real node scans), and
     # in the namespace (a handful of processes: killall's floor).
@@ -110,13 +141,16 @@ def cpu_per_day(ns: Namespace, tmp: Path, proxy: Haproxy, window: float, shm: Pa
     finally:
         host_cpu = stop_driver(host, in_ns=False)
         ns_cpu = stop_driver(inner, in_ns=True)
+        series = pair_series(watch)
         watch.stop()
+        pair.close()
     w_day = used / elapsed * DAY
     print(f"CPU over {elapsed:.0f} s, the same window (clock tick {1000 / TICK:.0f} ms):")
     print(
-        f"  ha-notify watch --deep, interval 1   ~{done} rounds, {used:.2f} s CPU "
-        f"({used / elapsed * 1000:.2f} ms/s)  -> {w_day:7.1f} s/day"
+        f"  ha-notify watch --deep, interval 1, ARP probe every 5 s   ~{done} rounds, "
+        f"{used:.2f} s CPU ({used / elapsed * 1000:.2f} ms/s)  -> {w_day:7.1f} s/day"
     )
+    print(f"  pair series at the end: {'; '.join(series) or 'NONE (the probe did not run)'}")
     for label, (total, runs, took) in (
         (f"killall -0 every 2 s, host ({processes} processes)", host_cpu),
         ("killall -0 every 2 s, in the namespace", ns_cpu),

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from lab import configs, fleet_scenario, netns, scenario, topology, watch_scenario
+from lab import configs, fleet_scenario, netns, pair_scenario, scenario, topology, watch_scenario
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -49,9 +49,11 @@ class Lab:
         ha_notify: Optional[str],
         watch: bool = False,
         fleet: bool = False,
+        pair: bool = False,
     ) -> None:
-        self.watch = watch or fleet
+        self.watch = watch or fleet or pair
         self.fleet = fleet
+        self.pair = pair
         self.rid = secrets.token_hex(3)
         self.out = out
         self.explicit_ha_notify = ha_notify
@@ -192,6 +194,9 @@ class Lab:
         if self.fleet:
             fleet_scenario.run(self, lb1, lb2)
             return
+        if self.pair:
+            pair_scenario.run_all(self, lb1, lb2)
+            return
         if self.watch:
             watch_scenario.kill_failover(self, lb1, lb2)
             watch_scenario.reloads(self, lb1, lb2)
@@ -275,6 +280,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "Alertmanager: a split brain (VRRP dropped by nftables) reaches a webhook as one "
         "HAPairDualMaster notification, then resolves",
     )
+    parser.add_argument(
+        "--pair",
+        action="store_true",
+        help="the watcher pair's pair alerts (lab/pair_scenario.py): 20 clean failovers, VRRP "
+        "dropped both ways and one way, a VIP nobody holds, a MASTER that refuses the VIP",
+    )
     args = parser.parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
 
@@ -282,7 +293,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(text, file=stream, flush=True)
 
     os.umask(0o022)
-    lab = Lab(out, args.ha_notify, watch=args.watch, fleet=args.fleet)
+    lab = Lab(out, args.ha_notify, watch=args.watch, fleet=args.fleet, pair=args.pair)
     lab.keep = args.keep
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -214,18 +214,15 @@ class Node:
 
     def start_watcher(self) -> None:
         """What ha-notify-watch.service runs: the watcher as the script user, group haproxy."""
-        cmd = [  # its own hostname, as on a real node: the metrics' `node` label is lbN
-            "unshare",
-            "--uts",
-            "--",
-            "sh",
-            "-c",
-            'hostname "$0" && exec "$@"',
-            self.name,
+        cmd = [
+            *_hostname(self.name),
             "setpriv",
             f"--reuid={SCRIPT_USER}",
             f"--regid={SCRIPT_GROUP}",
             "--clear-groups",
+            # AmbientCapabilities=CAP_NET_RAW in the unit: the ARP probe's raw socket.
+            "--inh-caps=+net_raw",
+            "--ambient-caps=+net_raw",
             str(self.ha_notify),
             "watch",
             "--config",
@@ -412,6 +409,11 @@ class Mailbox:
 
 
 # ha-notify as the script user ----------------------------------------------------------
+
+
+def _hostname(name: str) -> list[str]:
+    """A UTS namespace named ``name``: the node's mails and pair alerts say lb1, lb2."""
+    return ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', name]
 
 
 def terminate(proc: Optional[subprocess.Popen[Any]], grace: float) -> None:

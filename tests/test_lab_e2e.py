@@ -35,7 +35,7 @@ def run_lab(*flags: str) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     if done.returncode == 2:

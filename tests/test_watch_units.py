@@ -119,11 +119,14 @@ def test_unreadable_keepalived_conf_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_vips_from_general_with_the_interface_carrying_them(tmp_path: Path) -> None:
-    """Without keepalived_config, [general] virtual_addresses and their interface now."""
-    cfg = parse({"general": {"virtual_addresses": ["127.0.0.1/8", "192.0.2.99"]}}, tmp_path / "c")
+    """Without keepalived_config, [general] virtual_addresses and their interface now (the
+    one carrying it, else the one whose subnet holds it, else none)."""
+    lonely = "203.0.113.99"  # TEST-NET-3: on no subnet of this machine (checked below)
+    assert vips._TABLE.interface_of(lonely) is None, "this machine has TEST-NET-3: pick another"
+    cfg = parse({"general": {"virtual_addresses": ["127.0.0.1/8", lonely]}}, tmp_path / "c")
     assert vips.discover(cfg) == [
         vips.Vip("127.0.0.1", "lo", None),
-        vips.Vip("192.0.2.99", None, None),
+        vips.Vip(lonely, None, None),
     ]
 
 

@@ -76,6 +76,11 @@ def options_from_table(
     )
 
 
+def config_paths(options: CheckOptions, proc: Optional[Proc] = None) -> list[str]:
+    """haproxy.cfg as the check finds it (the watcher's not_serving probe reads its binds)."""
+    return _config_paths(options, proc)
+
+
 def _config_paths(options: CheckOptions, proc: Optional[Proc] = None) -> list[str]:
     """haproxy.cfg: ``--haproxy-config``, else the process's own ``-f``, else the default."""
     from ha_notify.checks import haproxy_cfg

@@ -24,6 +24,7 @@ from ha_notify.watch import vips as vips_mod
 from ha_notify.watch.feed import FifoFeed
 from ha_notify.watch.health import HaproxyHealth
 from ha_notify.watch.metrics import MetricsFile, NodeMetrics
+from ha_notify.watch.pairwatch import PairWatch
 from ha_notify.watch.probe import Probe, RoundContext, Sample
 from ha_notify.watch.trackfile import TrackFile
 from ha_notify.watch.waker import Waker
@@ -45,6 +46,10 @@ class Watcher:
         self.metrics_file = MetricsFile(path) if path is not None else None
         self.node = NodeMetrics(config.general.state_dir, (c.name for c in config.channels))
         self.probes: list[Probe] = [self.health, self.node, *(make(config) for make in PROBES)]
+        # Split brain, unserved, not serving: on its own thread, started by serve().
+        self.pair = PairWatch(config, self.health) if self.vips else None
+        if self.pair is not None:
+            self.probes.append(self.pair)
         self.extra: list[Probe] = []  # added with add_probe: kept across a reload
         self.cluster = config.general.cluster
         self.hostname = socket.gethostname()
@@ -119,13 +124,16 @@ def serve(config_path: Optional[str]) -> int:
     if fifo_path is not None:
         watcher.feed = FifoFeed(fifo_path, watcher.config)
         watcher.feed.start(watcher.config.general.state_dir)
+    if watcher.pair is not None:
+        watcher.pair.start()
     log.info(
-        "watching haproxy every %gs%s; track_file %s; metrics %s; %d virtual address(es)",
+        "watching haproxy every %gs%s; track_file %s; metrics %s; %d virtual address(es)%s",
         watcher.config.watch.interval,
         " (deep)" if watcher.health.deep else "",
         watcher.track.path,
         watcher.metrics_file.path if watcher.metrics_file else "off",
         len(watcher.vips),
+        _pair_words(watcher),
     )
     due = monotonic()
     while True:
@@ -161,9 +169,28 @@ def _reload(old: Watcher, config_path: Optional[str]) -> Watcher:
         new.feed.reconfigure(new.config)
     for probe in old.extra:
         new.add_probe(probe)
+    if old.pair is not None:
+        if new.pair is not None:
+            new.pair.take_over(old.pair)
+        else:
+            old.pair.stop()
+    if new.pair is not None:
+        new.pair.start()
     new.node.rounds = old.node.rounds  # a counter: no reset on reload
     log.info("SIGHUP: config reloaded from %s", new.config.path or "defaults")
     return new
+
+
+def _pair_words(watcher: Watcher) -> str:
+    """How the VIPs are probed, for the start-up line."""
+    if watcher.pair is None:
+        return "; no pair probe (no virtual address known)"
+    blind = [v.address for v in watcher.vips if not v.interface]
+    w = watcher.config.watch
+    text = f"; ARP probe every {w.probe_interval:g}s, unserved after {w.unserved_after:g}s"
+    if blind:
+        text += f" (no interface known for {', '.join(blind)}: not probed; set keepalived_config)"
+    return text
 
 
 def once(config_path: Optional[str]) -> int:

@@ -104,8 +104,8 @@ class PairProbe:
         self, now: float, vips: Iterable[Vip], held: Iterable[str], states: dict[str, str]
     ) -> list[Alert]:
         """Probe if due; the alerts of every episode that started or ended (wall clock)."""
-        if now < self.next_probe:
-            return []
+        if now < self.next_probe and self.next_probe - now <= self.settings.probe_interval:
+            return []  # not due (a wall clock stepped back never stops the probes)
         vips, held_set = list(vips), set(held)
         targets = [(v.address, v.interface) for v in vips if v.interface]
         try:

@@ -69,21 +69,21 @@ class AddressTable:
             self._sock = sock
         return self._sock
 
-    def dump(self) -> list[tuple[int, str]]:
-        """(interface index, address) for every address on this node."""
+    def dump(self) -> list[tuple[int, str, int]]:
+        """(interface index, address, prefix length) for every address on this node."""
         try:
             return self._dump()
         except OSError:
             self.close()  # a broken socket is replaced next time
             raise
 
-    def _dump(self) -> list[tuple[int, str]]:
+    def _dump(self) -> list[tuple[int, str, int]]:
         sock = self._socket()
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         body = _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         flags = NLM_F_REQUEST | NLM_F_DUMP
         sock.send(_HEADER.pack(_HEADER.size + len(body), RTM_GETADDR, flags, self._seq, 0) + body)
-        found: list[tuple[int, str]] = []
+        found: list[tuple[int, str, int]] = []
         while True:
             data = sock.recv(65536)
             offset = 0
@@ -102,20 +102,33 @@ class AddressTable:
                 offset += (length + 3) & ~3
 
     def addresses(self) -> set[str]:
-        return {address for _index, address in self.dump()}
+        return {address for _index, address, _prefix in self.dump()}
 
     def interface_of(self, address: str) -> Optional[str]:
-        for index, found in self.dump():
-            if found == address:
+        """The interface that carries ``address``, else the one whose subnet contains it
+        (where keepalived puts the VIP on a node that does not hold it yet)."""
+        rows = self.dump()
+        index = next((i for i, found, _ in rows if found == address), None)
+        if index is None:
+            ip = ipaddress.ip_address(address)
+            for i, found, prefix in rows:
                 try:
-                    return socket.if_indextoname(index)
-                except OSError:
-                    return None
-        return None
+                    net = ipaddress.ip_interface(f"{found}/{prefix}").network
+                except ValueError:
+                    continue
+                if net.version == ip.version and ip in net and net.num_addresses > 1:
+                    index = i
+                    break
+        if index is None:
+            return None
+        try:
+            return socket.if_indextoname(index)
+        except OSError:
+            return None
 
 
-def _address(data: bytes, start: int, end: int) -> tuple[int, str]:
-    family, _prefix, _flags, _scope, index = _IFADDR.unpack_from(data, start)
+def _address(data: bytes, start: int, end: int) -> tuple[int, str, int]:
+    family, prefix, _flags, _scope, index = _IFADDR.unpack_from(data, start)
     offset = start + _IFADDR.size
     values: dict[int, bytes] = {}
     while offset + _ATTR.size <= end:
@@ -127,9 +140,9 @@ def _address(data: bytes, start: int, end: int) -> tuple[int, str]:
     # IPv4: IFA_LOCAL is the address (IFA_ADDRESS is the peer on point-to-point links).
     raw = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS, b"")
     try:
-        return index, socket.inet_ntop(family, raw)
+        return index, socket.inet_ntop(family, raw), prefix
     except (ValueError, OSError):
-        return index, ""
+        return index, "", prefix
 
 
 _TABLE = AddressTable()
