@@ -270,9 +270,7 @@ def blocks(conf: KeepalivedConf) -> list[Block]:
                                 found[-1].lines.append([w.text for w in part])
                         elif len(stack) == 2:
                             child = stack[-1][0].text if stack[-1] else ""
-                            found[-1].children.setdefault(child, []).append(
-                                [w.text for w in words]
-                            )
+                            found[-1].children.setdefault(child, []).append([w.text for w in words])
                     words = []
                     if word == "}" and stack:
                         stack.pop()
