@@ -61,8 +61,11 @@ class Lab:
 
     # output and checks -------------------------------------------------------------------
 
-    def say(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.t0:6.2f}s] {text}"
+    def say(self, text: str, at: Optional[float] = None) -> None:
+        """A timeline line; ``at`` (monotonic) dates it when it reports an earlier moment, so
+        that a step's "+2.67s" is the difference of its own brackets."""
+        when = time.monotonic() if at is None else at
+        line = f"[{when - self.t0:6.2f}s] {text}"
         self.result["timeline"].append(line)
         self.out(line)
 
@@ -283,7 +286,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         lab.finish()
         if args.keep and lab.workdir is not None:
-            out(f"kept {lab.workdir}")
+            (lab.workdir / netns.KEPT).write_text("kept by --keep; rm -r this folder when done\n")
+            out(f"kept {lab.workdir} (mails as mail/*.eml)")
         lab.cleanup()
     ok = lab.result["ok"] and code == 0
     out("RESULT: all checks passed" if ok else "RESULT: FAILED")
