@@ -9,8 +9,9 @@ Topology (all inside namespaces this run creates; the root namespace only gains 
     halab-<id>-svc bridge br0: client .10, webapp1-3 .20-.22 (www/static/video), SMTP .25
 
 Scenario: 1) the VIP on lb1, Host-routed requests reach the right backend, the standby's
-haproxy is up; 2) haproxy stopped on lb1: lb1 FAULT, lb2 MASTER, the VIP moves, traffic
-flows; 3) the mails both nodes sent and their latency; 4) haproxy back on lb1: nopreempt
+haproxy is up; 2) the SMTP relay down, then haproxy stopped on lb1: lb1 FAULT, lb2 MASTER,
+the VIP moves, traffic flows; 3) both alerts wait in the spools, the relay comes back and
+they are delivered, with their latency; 4) haproxy back on lb1: nopreempt
 keeps the VIP on lb2. Exit 0 when every check passed, 1 when one failed, 2 when this machine
 cannot run the lab (not root, no namespaces), 130 when interrupted.
 """
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from lab import configs, netns, scenario, topology, watch_scenario
+from lab import configs, netns, relay, scenario, topology, watch_scenario
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -189,7 +190,9 @@ class Lab:
             watch_scenario.kill_failover(self, lb1, lb2)
             watch_scenario.reloads(self, lb1, lb2)
             return
+        relay.down(self)
         scenario.step2(self, lb1, lb2)
+        relay.spooled_then_delivered(self, lb1, lb2)
         scenario.step3(self, lb1, lb2)
         scenario.step4(self, lb1, lb2)
 

@@ -142,7 +142,7 @@ def step2(lab: Lab, lb1: Node, lb2: Node) -> None:
 def step3(lab: Lab, lb1: Node, lb2: Node) -> None:
     assert lab.mailbox is not None
     _t0, w0 = lab.step2_start
-    lab.say("3) mails received by the SMTP server (latency from the state change)")
+    lab.say("   mails received by the SMTP server (latency from the state change, outage included)")
     wanted = ((lb1, "FAULT"), (lb2, "MASTER"))
     for node, state in wanted:
         event = node.log.first(state, lab.step2_start[0])
