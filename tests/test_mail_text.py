@@ -53,13 +53,19 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("template", BODIES)
-@pytest.mark.parametrize("case", sorted(CASES))
+# The one-line chat message names no VIP sentence when all is well: no "here" case for it.
+TABLE = [
+    (language, template, case)
+    for language in LANGUAGES
+    for template in BODIES
+    for case in sorted(CASES)
+    if (template, case) != ("chat.md", "here")
+]
+
+
+@pytest.mark.parametrize(("language", "template", "case"), TABLE)
 def test_body_says_what_is_true(language: str, template: str, case: str) -> None:
     """Each template in each language shows the case's words and none of the false ones."""
-    if case == "here" and template == "chat.md":
-        pytest.skip("the chat line is one line: it names no VIP sentence when all is well")
     text = Renderer(language).render(template, CASES[case])
     shown, never = WORDS[language][case]
     assert shown in text, text
