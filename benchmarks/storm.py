@@ -90,7 +90,8 @@ def _mail_events(smtp: SMTPServer) -> list[dict[str, Any]]:
         body = r.message.get_body(("plain",)).get_content()
         seq = re.search(r"Sequence:\s+(\d+)", body)
         name = re.search(r"Instance:\s+(\S+)", body)
-        state = re.search(r"State:\s+(?:(\w+) -> )?(\w+)", body)
+        # "BACKUP -> MASTER", or "MASTER (repeated, no change)": the previous state is MASTER
+        state = re.search(r"State:\s+(?:(\w+) -> )?(\w+)( \(repeated)?", body)
         assert seq and name and state
         for rcpt in r.rcpt_tos:
             found.append(
@@ -99,7 +100,8 @@ def _mail_events(smtp: SMTPServer) -> list[dict[str, Any]]:
                     "name": name.group(1),
                     "seq": int(seq.group(1)),
                     "state": state.group(2).lower(),
-                    "previous": (state.group(1) or "").lower() or None,
+                    "previous": (state.group(1) or "").lower()
+                    or (state.group(2).lower() if state.group(3) else None),
                     "to": rcpt,
                 }
             )

@@ -1,4 +1,5 @@
-"""Command-line forms that typer cannot express: ``-c FILE`` before the subcommand.
+"""Command-line forms that typer cannot express: ``-c FILE`` before the subcommand, and an
+option whose value may be left out (``flush --retry-dead [ID]``).
 
 Imported by ``ha-notify check``'s hot path too, so it imports nothing.
 """
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
 
 GROUPS = ("config", "check")  # commands whose first argument names a subcommand
+ALL = "*"  # the value of ``--retry-dead`` given without an ID (no dead letter id has a *)
 
 
 def _leading_config(args: list[str]) -> tuple[list[str], list[str]]:
@@ -45,3 +47,13 @@ def hoist_config(args: list[str], groups: Collection[str] = GROUPS) -> list[str]
         return args
     path = 2 if rest[0] in groups and len(rest) > 1 and not rest[1].startswith("-") else 1
     return [*rest[:path], *taken, *rest[path:]]
+
+
+def optional_value(args: list[str], option: str, default: str = ALL) -> list[str]:
+    """``OPTION`` with no value after it (last, or before another option) gets ``default``."""
+    out: list[str] = []
+    for i, word in enumerate(args):
+        out.append(word)
+        if word == option and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append(default)
+    return out

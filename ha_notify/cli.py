@@ -15,8 +15,9 @@ import typer.core
 
 from ha_notify import __version__, cli_compat
 from ha_notify import log as logsetup
-from ha_notify.argv import hoist_config
+from ha_notify.argv import hoist_config, optional_value
 from ha_notify.cli_check import check_app
+from ha_notify.cli_flush import flush
 from ha_notify.cli_options import ConfigOpt
 from ha_notify.config import STATES, load
 from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
@@ -147,34 +148,7 @@ def fifo(
     return serve(fifo_path, load(config))
 
 
-@app.command()
-def flush(
-    config: Optional[str] = ConfigOpt,
-    due: bool = typer.Option(
-        False,
-        "--due",
-        help="Only deliveries whose backoff has expired (what the systemd timer runs).",
-    ),
-    retry_dead: bool = typer.Option(
-        False, "--retry-dead", help="Move given-up deliveries back to pending first."
-    ),
-) -> int:
-    """Deliver what the spool still holds."""
-    notifier = Notifier(load(config))
-    outcome = notifier.flush(due_only=due, retry_dead=retry_dead)
-    from ha_notify.status import quarantined
-
-    left = len(notifier.spool.list_pending())
-    bad = quarantined(notifier.spool)
-    print(
-        f"sent {len(outcome.sent)}, still pending {left}, given up {len(outcome.dead)}, "
-        f"quarantined {len(bad)}"
-    )
-    for error in sorted(set(outcome.errors.values())):
-        print(f"  error: {error}", file=sys.stderr)
-    for q in bad:
-        print(f"  quarantined: {q['file']}: {q['reason']}", file=sys.stderr)
-    return ExitCode.FAILED if outcome.dead else ExitCode.OK
+app.command()(flush)
 
 
 @app.command("test")
@@ -335,6 +309,8 @@ def _normalise(args: list[str]) -> list[str]:
     """``ha-notify MASTER`` works like ``master``; ``-c FILE`` may come first; a typo of a
     command gets "did you mean", one of a state (``falut``) names the states."""
     args = hoist_config(args, {g.name or "" for g in app.registered_groups})
+    if args[:1] == ["flush"]:
+        args = optional_value(args, "--retry-dead")
     if not args or args[0].startswith("-"):
         return args
     commands = {g.name or "" for g in app.registered_groups} | {

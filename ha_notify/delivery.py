@@ -1,7 +1,8 @@
 """What the spool stores: an event file with one leg per channel, and the delivery views.
 
-A leg records one channel's status (``pending``, ``sent``, ``dead``), attempts and backoff,
-and for email which recipients already have the message or refused it for good.
+A leg records one channel's status (``pending``, ``sent``, ``dead``, or ``dropped`` by the
+operator), attempts, backoff and when it was last tried, and for email which recipients
+already have the message or refused it for good.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from ha_notify.event import Event
 
-PENDING, SENT, DEAD = "pending", "sent", "dead"
+PENDING, SENT, DEAD, DROPPED = "pending", "sent", "dead", "dropped"
+STATUSES = (PENDING, SENT, DEAD, DROPPED)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Leg:
     last_error: str = ""
     sent_to: tuple[str, ...] = ()  # recipients that accepted (never sent to again)
     dead_to: dict[str, str] = field(default_factory=dict)  # recipient -> permanent refusal
+    last_try: float = 0.0  # when it last failed or was given up (0: never)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,11 +37,12 @@ class Leg:
             "last_error": self.last_error,
             "sent_to": list(self.sent_to),
             "dead_to": dict(self.dead_to),
+            "last_try": self.last_try,
         }
 
     @classmethod
     def from_json(cls, data: Any) -> Leg:
-        if not isinstance(data, dict) or data.get("status", PENDING) not in (PENDING, SENT, DEAD):
+        if not isinstance(data, dict) or data.get("status", PENDING) not in STATUSES:
             raise ValueError(f"a channel entry must be an object with a status, not {data!r:.60}")
         dead_to = data.get("dead_to", {})
         if not isinstance(dead_to, dict):
@@ -50,6 +54,7 @@ class Leg:
             last_error=str(data.get("last_error", "")),
             sent_to=tuple(str(r) for r in data.get("sent_to", ())),
             dead_to={str(k): str(v) for k, v in dead_to.items()},
+            last_try=float(data.get("last_try", 0.0)),
         )
 
 

@@ -25,6 +25,27 @@ NOTIFY_KEYWORDS = (
 )
 FIFO_KEYWORDS = ("notify_fifo_script", "vrrp_notify_fifo_script", "lvs_notify_fifo_script")
 MAX_INCLUDE_DEPTH = 8
+# The keywords of the blocks a tutorial writes on one line
+# (``vrrp_script chk { script "..." interval 2 }``): keepalived reads each as a statement of
+# its own, so an unquoted word that names one starts a new statement.
+BLOCK_KEYWORDS = {
+    "vrrp_script": ("script", "interval", "timeout", "weight", "rise", "fall", "user", "init_fail"),
+    "track_file": ("file", "weight", "init_file"),
+    "vrrp_track_file": ("file", "weight", "init_file"),
+    "vrrp_track_process": (
+        "process",
+        "weight",
+        "quorum",
+        "quorum_max",
+        "delay",
+        "delay_up",
+        "delay_down",
+        "terminate_delay",
+        "fork_delay",
+        "full_command",
+        "param_match",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,18 @@ class KeepalivedConf:
     script_security: bool = False
     scripts: list[ScriptLine] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+def split_statement(block: str, words: list[Token]) -> list[list[Token]]:
+    """The statements in ``words`` (one line inside ``block``), split at the block's keywords."""
+    keys = BLOCK_KEYWORDS.get(block.split(" ", 1)[0], ())
+    found: list[list[Token]] = []
+    for word in words:
+        if not found or (word.text in keys and not word.quoted):
+            found.append([word])
+        else:
+            found[-1].append(word)
+    return found
 
 
 def tokens(line: str) -> list[Token]:
@@ -134,13 +167,17 @@ class _Parser:
             words = words[1:]  # keepalived's per-node condition (@node1 priority 100)
             if not words:
                 return
-        key = words[0].text
         block = " ".join(w.text for w in words)
         self.pending = block
         if opens:
             self.stack.append(block)
             return
         inside = self.stack[-1] if self.stack else ""
+        for part in split_statement(inside, words):
+            self.one(path, number, part, depth, inside)
+
+    def one(self, path: Path, number: int, words: list[Token], depth: int, inside: str) -> None:
+        key = words[0].text
         args = words[1:]
         if key == "include" and args:
             self.include(path, args[0].text, depth)
@@ -187,6 +224,59 @@ class _Parser:
             self.conf.problems.append(f"{path}: include {pattern}: {base} does not exist")
         for match in matches:
             self.file(Path(match), depth + 1)
+
+
+@dataclass
+class Block:
+    """One top-level block of keepalived.conf: its header and its statements."""
+
+    kind: str
+    name: str
+    lines: list[list[str]] = field(default_factory=list)
+    children: dict[str, list[list[str]]] = field(default_factory=dict)
+
+    def value(self, key: str) -> Optional[list[str]]:
+        for words in self.lines:
+            if words and words[0] == key:
+                return words[1:]
+        return None
+
+
+def blocks(conf: KeepalivedConf) -> list[Block]:
+    """Top-level blocks of every file keepalived reads (statements one level deep)."""
+    found: list[Block] = []
+    for path in conf.files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        stack: list[list[Token]] = []
+        words: list[Token] = []
+        for raw in text.splitlines():
+            for tok in [*tokens(raw), Token("\n")]:
+                word = "" if tok.quoted else tok.text
+                if word == "{":
+                    stack.append(words)
+                    texts = [w.text for w in words]
+                    if len(stack) == 1:
+                        found.append(Block(texts[0] if texts else "", " ".join(texts[1:])))
+                    elif len(stack) == 2 and found:
+                        found[-1].children.setdefault(texts[0] if texts else "", [])
+                    words = []
+                elif word in ("}", "\n"):
+                    if words and stack and found:
+                        if len(stack) == 1:
+                            for part in split_statement(found[-1].kind, words):
+                                found[-1].lines.append([w.text for w in part])
+                        elif len(stack) == 2:
+                            child = stack[-1][0].text if stack[-1] else ""
+                            found[-1].children.setdefault(child, []).append([w.text for w in words])
+                    words = []
+                    if word == "}" and stack:
+                        stack.pop()
+                else:
+                    words.append(tok)
+    return found
 
 
 def parse(path: Path) -> KeepalivedConf:

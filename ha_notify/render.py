@@ -60,7 +60,22 @@ class Renderer:
         # ``was``: the previous state (lower case, like e.state) when it differs (no "MASTER
         # (was MASTER)" on a repeat); else "" so that a custom ``{{ was }}`` never prints "None".
         was = event.previous if event.previous and event.previous != event.state else ""
-        return {"e": event, "node": event.node, "STATE": event.state.upper(), "was": was, **extra}
+        # ``repeat``: keepalived reported the state it was already in (no "MASTER -> MASTER").
+        # ``node_name``: "vm" rather than "vm (vm)" when the FQDN is the hostname.
+        # ``vips_elsewhere``: MASTER said, but the configured virtual addresses are not here.
+        node = event.node
+        return {
+            "e": event,
+            "node": node,
+            "STATE": event.state.upper(),
+            "was": was,
+            "repeat": bool(event.previous) and event.previous == event.state,
+            "node_name": node.hostname
+            if node.fqdn in ("", node.hostname)
+            else f"{node.hostname} ({node.fqdn})",
+            "vips_elsewhere": bool(event.virtual_addresses) and node.holds_vips is False,
+            **extra,
+        }
 
     def render(self, name: str, event: Event, **extra: Any) -> str:
         if event.pair is not None:

@@ -8,7 +8,7 @@ sequence order, and one per instance for updating its event files), ``quarantine
 
 One event is one file, written in one rename: a kill at any moment leaves it on disk for
 all of its channels or for none. Per channel it records the status (``pending``, ``sent``,
-``dead``), attempts and backoff, and for email which recipients already have it.
+``dead``, ``dropped``), attempts and backoff, and for email which recipients already have it.
 """
 
 from __future__ import annotations
@@ -246,6 +246,7 @@ class Spool:
                 attempts=attempts,
                 next_attempt=time.time() + backoff(attempts, retry_after),
                 last_error=error,
+                last_try=time.time(),
                 sent_to=leg.sent_to + sent_to,
                 dead_to={**leg.dead_to, **(dead_to or {})},
             )
@@ -267,7 +268,12 @@ class Spool:
         def change(leg: Leg) -> Leg:
             dead = {**leg.dead_to, **(dead_to or {})}
             return replace(
-                leg, status=DEAD, last_error=reason, sent_to=leg.sent_to + sent_to, dead_to=dead
+                leg,
+                status=DEAD,
+                last_error=reason,
+                sent_to=leg.sent_to + sent_to,
+                dead_to=dead,
+                last_try=time.time(),
             )
 
         self.update(d, change)
@@ -282,12 +288,17 @@ class Spool:
             reason,
         )
 
-    def revive(self) -> int:
-        """Dead legs go back to pending, fresh; recipients that accepted stay served."""
+    def revive(self, only: Optional[set[str]] = None) -> int:
+        """Dead legs (those whose delivery id is in ``only``, if given) go back to pending,
+        fresh; recipients that accepted stay served."""
         count = 0
         for folder in (self.pending, self.dead):
             for entry in self.scan(folder):
-                dead = [n for n, leg in entry.legs.items() if leg.status == DEAD]
+                dead = [
+                    n
+                    for n, leg in entry.legs.items()
+                    if leg.status == DEAD and (only is None or f"{entry.path.name}:{n}" in only)
+                ]
                 if not dead:
                     continue
                 legs = dict(entry.legs)

@@ -1,4 +1,5 @@
-"""``ha-notify status``: last state per instance, what is pending, the last errors."""
+"""``ha-notify status``: last state per instance, what is pending and when it is tried next,
+each dead letter by id (newest first), the newest errors."""
 
 from __future__ import annotations
 
@@ -7,19 +8,11 @@ import time
 from datetime import datetime
 from typing import Any
 
+from ha_notify import deadletters
 from ha_notify.config import Config
 from ha_notify.delivery import Delivery
 from ha_notify.spool import Spool
 from ha_notify.state import StateStore
-
-
-def _ago(seconds: float) -> str:
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h" if s < 172800 else f"{s // 86400}d"
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -38,7 +31,8 @@ def collect(config: Config) -> dict[str, Any]:
         }
     channels: dict[str, Any] = {}
     recipients: list[dict[str, Any]] = []
-    for d in spool.list_pending():
+    pending = deadletters.newest_first(spool.list_pending())
+    for d in pending:  # newest first: the first error seen per channel is its newest
         info = channels.setdefault(
             d.channel, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
         )
@@ -46,11 +40,11 @@ def collect(config: Config) -> dict[str, Any]:
         age = now - d.created
         if age >= info["oldest_age_s"]:
             info["oldest_age_s"] = round(age, 1)
-        if d.last_error:
+        if d.last_error and not info["last_error"]:
             info["last_error"] = d.last_error
-            info["attempts"] = max(info["attempts"], d.attempts)
+        info["attempts"] = max(info["attempts"], d.attempts)
         recipients += _recipients(d, "pending")
-    dead = spool.list_dead()
+    dead = deadletters.newest_first(spool.list_dead())
     for d in dead:
         recipients += _recipients(d, "dead")
     from ha_notify.checks.settings import DEFAULT_RUN_DIR, RUN_DIR_ENV
@@ -66,8 +60,10 @@ def collect(config: Config) -> dict[str, Any]:
         "state_dir": str(g.state_dir),
         "instances": instances,
         "pending": channels,
+        "deliveries": [_pending(d, now) for d in sorted(pending, key=lambda d: d.next_attempt)],
         "dead": len(dead),
-        "dead_last_error": dead[-1].last_error if dead else "",
+        "dead_last_error": dead[0].last_error if dead else "",
+        "dead_letters": [_dead(d, now) for d in dead],
         "recipients": recipients,
         "quarantined": quarantined(spool),
         "checks": checks,
@@ -76,6 +72,32 @@ def collect(config: Config) -> dict[str, Any]:
 
 def quarantined(spool: Spool) -> list[dict[str, str]]:
     return [{"file": str(q.path), "reason": q.reason} for q in spool.quarantine.list()]
+
+
+def _pending(d: Delivery, now: float) -> dict[str, Any]:
+    return {
+        "id": deadletters.ref(d),
+        "channel": d.channel,
+        "instance": d.event.key,
+        "seq": d.event.seq,
+        "attempts": d.attempts,
+        "next_attempt": deadletters.clock(max(d.next_attempt, now)),
+        "next": deadletters.next_try(d, now),
+        "last_error": d.last_error,
+    }
+
+
+def _dead(d: Delivery, now: float) -> dict[str, Any]:
+    return {
+        "id": deadletters.ref(d),
+        "channel": d.channel,
+        "instance": d.event.key,
+        "seq": d.event.seq,
+        "state": d.event.state,
+        "given_up": deadletters.clock(deadletters.when(d)),
+        "line": deadletters.describe(d, now),
+        "last_error": d.last_error,
+    }
 
 
 def _recipients(d: Delivery, status: str) -> list[dict[str, Any]]:
@@ -115,10 +137,15 @@ def format_text(report: dict[str, Any]) -> str:
     for name, info in sorted(report["pending"].items()):
         lines.append(
             f"  {name:<16} {info['pending']} pending, oldest "
-            f"{_ago(info['oldest_age_s'])} ago, {info['attempts']} attempts"
+            f"{deadletters.ago(info['oldest_age_s'])} ago, {info['attempts']} attempts"
         )
         if info["last_error"]:
-            lines.append(f"  {'':<16} last error: {info['last_error']}")
+            lines.append(f"  {'':<16} newest error: {info['last_error']}")
+    for item in report.get("deliveries", []):
+        lines.append(
+            f"  {'':<16} {item['id']} ({item['instance']} #{item['seq']}): next attempt "
+            f"{item['next']}"
+        )
     for r in report["recipients"]:
         dead = ", ".join(f"{a} ({why})" for a, why in r["dead_to"].items()) or "none"
         lines.append(
@@ -126,9 +153,13 @@ def format_text(report: dict[str, Any]) -> str:
             f"sent to {', '.join(r['sent_to']) or 'nobody yet'}; given up for {dead}"
         )
     lines.append("")
-    lines.append(f"given up (dead letters): {report['dead']}")
-    if report["dead_last_error"]:
-        lines.append(f"  last: {report['dead_last_error']}")
+    lines.append(f"given up (dead letters, newest first): {report['dead']}")
+    for item in report.get("dead_letters", []):
+        lines.append(f"  {item['line']}")
+    if report["dead"]:
+        lines.append(
+            "  (`ha-notify flush --retry-dead ID` sends one again, --drop-dead ID forgets it)"
+        )
     lines.append("")
     lines.append(f"quarantined files: {len(report['quarantined'])}")
     for q in report["quarantined"]:

@@ -9,12 +9,12 @@ Topology (all inside namespaces this run creates; the root namespace only gains 
     halab-<id>-svc bridge br0: client .10, webapp1-3 .20-.22 (www/static/video), SMTP .25
 
 Scenario: 1) the VIP on lb1, Host-routed requests reach the right backend, the standby's
-haproxy is up; 2) haproxy stopped on lb1: lb1 FAULT, lb2 MASTER, the VIP moves, traffic
-flows; 3) the mails both nodes sent and their latency; 4) haproxy back on lb1: nopreempt
-keeps the VIP on lb2; 5) 20 haproxy reloads on lb2, the MASTER: 0 VRRP transitions;
-6) haproxy killed on lb2: traffic through lb1 within 2 s. Exit 0 when every check passed,
-1 when one failed, 2 when this machine cannot run the lab (not root, no namespaces), 130 when
-interrupted.
+haproxy is up; 2) the SMTP relay down, then haproxy stopped on lb1: lb1 FAULT, lb2 MASTER,
+the VIP moves, traffic flows; 3) both alerts wait in the spools, the relay comes back and
+they are delivered, with their latency; 4) haproxy back on lb1: nopreempt keeps the VIP on
+lb2; 5) 20 haproxy reloads on lb2, the MASTER: 0 VRRP transitions; 6) haproxy killed on lb2:
+traffic through lb1 within 2 s. Exit 0 when every check passed, 1 when one failed, 2 when this
+machine cannot run the lab (not root, no namespaces), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from lab import configs, fleet_scenario, netns, pair_scenario, scenario, topology, watch_scenario
+from lab import (
+    configs,
+    fleet_scenario,
+    netns,
+    pair_scenario,
+    relay,
+    scenario,
+    topology,
+    watch_scenario,
+)
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -70,8 +79,11 @@ class Lab:
 
     # output and checks -------------------------------------------------------------------
 
-    def say(self, text: str) -> None:
-        line = f"[{time.monotonic() - self.t0:6.2f}s] {text}"
+    def say(self, text: str, at: Optional[float] = None) -> None:
+        """A timeline line; ``at`` (monotonic) dates it when it reports an earlier moment, so
+        that a step's "+2.67s" is the difference of its own brackets."""
+        when = time.monotonic() if at is None else at
+        line = f"[{when - self.t0:6.2f}s] {text}"
         self.result["timeline"].append(line)
         self.out(line)
 
@@ -201,7 +213,9 @@ class Lab:
             watch_scenario.kill_failover(self, lb1, lb2)
             watch_scenario.reloads(self, lb1, lb2)
             return
+        relay.down(self)
         scenario.step2(self, lb1, lb2)
+        relay.spooled_then_delivered(self, lb1, lb2)
         scenario.step3(self, lb1, lb2)
         scenario.step4(self, lb1, lb2)
         self.say("5) 20 haproxy reloads on lb2, the MASTER (SIGUSR2, as systemctl reload)")
@@ -317,7 +331,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         lab.finish()
         if args.keep and lab.workdir is not None:
-            out(f"kept {lab.workdir}")
+            (lab.workdir / netns.KEPT).write_text("kept by --keep; rm -r this folder when done\n")
+            out(f"kept {lab.workdir} (mails as mail/*.eml)")
         lab.cleanup()
     ok = lab.result["ok"] and code == 0
     out("RESULT: all checks passed" if ok else "RESULT: FAILED")

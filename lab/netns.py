@@ -29,6 +29,7 @@ KEEPALIVED_RUN = Path("/run/keepalived")
 _NAME = re.compile(r"^halab-([0-9a-f]{6})-[a-z0-9]+$")
 _FOLDER = re.compile(r"^halab-([0-9a-f]{6})-")
 CLONE_NEWNET = 0x40000000
+KEPT = "KEPT"  # a run folder holding this file was kept (--keep): no sweep removes it
 
 
 class LabError(Exception):
@@ -120,6 +121,8 @@ def sweep() -> list[str]:
     # (removed by keepalived only when it exits cleanly).
     for folder in (*TMP_ROOT.glob(f"{PREFIX}*"), *KEEPALIVED_RUN.glob(f"{PREFIX}*")):
         m = _FOLDER.match(folder.name)
+        if (folder / KEPT).exists():
+            continue  # a --keep run's folder: the operator removes it
         if m and not _owner_alive(m.group(1)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(str(folder))

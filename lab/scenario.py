@@ -93,14 +93,14 @@ def step2(lab: Lab, lb1: Node, lb2: Node) -> None:
         lab.wait("probe traffic through lb1", lambda: any(v == "lb1" for _, v in probes), 10)
         t0, w0 = time.monotonic(), time.time()
         lb1.stop_haproxy()
-        lab.say("2) haproxy stopped on lb1 (SIGTERM to the master, as systemctl stop)")
+        lab.say("2) haproxy stopped on lb1 (SIGTERM to the master, as systemctl stop)", at=t0)
         fault = lab.wait("lb1 FAULT", lambda: lb1.log.first("FAULT", t0), 30)
-        lab.say(f"   +{fault.mono - t0:5.2f}s lb1 FAULT   ({fault.cause or '?'})")
+        lab.say(f"   +{fault.mono - t0:5.2f}s lb1 FAULT   ({fault.cause or '?'})", at=fault.mono)
         master = lab.wait("lb2 MASTER", lambda: lb2.log.first("MASTER", t0), 30)
-        lab.say(f"   +{master.mono - t0:5.2f}s lb2 MASTER  ({master.cause or '?'})")
+        lab.say(f"   +{master.mono - t0:5.2f}s lb2 MASTER  ({master.cause or '?'})", at=master.mono)
         lab.wait("VIP on lb2", lambda: lb2.holds_vip() and not lb1.holds_vip(), 15)
         moved = time.monotonic()
-        lab.say(f"   +{moved - t0:5.2f}s VIP {configs.VIP} on lb2, gone from lb1")
+        lab.say(f"   +{moved - t0:5.2f}s VIP {configs.VIP} on lb2, gone from lb1", at=moved)
         served = lab.wait(
             "traffic through lb2",
             lambda: next((t for t, v in probes if t > t0 and v == "lb2"), None),
@@ -116,7 +116,8 @@ def step2(lab: Lab, lb1: Node, lb2: Node) -> None:
     lab.say(
         f"   +{served - t0:5.2f}s first request served through lb2: failover time "
         f"{served - t0:.2f}s ({failed} probe(s) failed, traffic gap "
-        f"{served - last_lb1:.2f}s, probes every 0.1s)"
+        f"{served - last_lb1:.2f}s, probes every 0.1s)",
+        at=served,
     )
     lab.check("lb1 FAULT and lb2 MASTER", True)
     lab.check("VIP moved to lb2", lb2.holds_vip() and not lb1.holds_vip())
@@ -141,7 +142,7 @@ def step2(lab: Lab, lb1: Node, lb2: Node) -> None:
 def step3(lab: Lab, lb1: Node, lb2: Node) -> None:
     assert lab.mailbox is not None
     _t0, w0 = lab.step2_start
-    lab.say("3) mails received by the SMTP server (latency from the state change)")
+    lab.say("   mails received by the SMTP server (latency from the state change, outage included)")
     wanted = ((lb1, "FAULT"), (lb2, "MASTER"))
     for node, state in wanted:
         event = node.log.first(state, lab.step2_start[0])
@@ -188,17 +189,18 @@ def step4(lab: Lab, lb1: Node, lb2: Node) -> None:
     failed = lab.wait("lb1 chk_haproxy failed", lambda: lb1.log.when(_script_failed, t2), 40)
     lab.say(
         f"   +{failed - t2:5.2f}s lb1 chk_haproxy (ha-notify check haproxy --deep) "
-        f"failed as well (fall 2 x interval 5s)"
+        f"failed as well (fall 2 x interval 5s)",
+        at=failed,
     )
     t0, w0 = time.monotonic(), time.time()
     lb1.start_haproxy()
-    lab.say("4) haproxy started again on lb1")
+    lab.say("4) haproxy started again on lb1", at=t0)
     lab.wait("lb1 haproxy up again", lb1.haproxy_ready, 20)
     backup = lab.wait("lb1 BACKUP again", lambda: lb1.log.first("BACKUP", t0), 60)
     back = lb1.log.when(_script_ok, t0)
     if back is not None:
-        lab.say(f"   +{back - t0:5.2f}s lb1 chk_haproxy passes again (rise 2)")
-    lab.say(f"   +{backup.mono - t0:5.2f}s lb1 BACKUP ({backup.cause or '?'})")
+        lab.say(f"   +{back - t0:5.2f}s lb1 chk_haproxy passes again (rise 2)", at=back)
+    lab.say(f"   +{backup.mono - t0:5.2f}s lb1 BACKUP ({backup.cause or '?'})", at=backup.mono)
     hold_end = time.monotonic() + HOLD_SECONDS
     stayed = True
     while time.monotonic() < hold_end:

@@ -3,7 +3,8 @@
 Started by the lab as ``ip netns exec <svc> python -m lab.services SPEC.json``. Each backend
 answers every request with JSON naming itself and the load balancer that connected (the
 haproxy node's address), so the lab sees which node served a request. The SMTP server writes
-each message to ``<mail_dir>/<time>-<n>.json`` (write, then rename) with the time it arrived.
+each message to ``<mail_dir>/<time>-<n>.eml`` and a ``.json`` record with the time it arrived
+(write, then rename).
 Prints ``READY`` once everything listens; stops on SIGTERM.
 """
 
@@ -36,10 +37,13 @@ class MailSink:
             "rcpt_tos": list(envelope.rcpt_tos),
             "data": envelope.content.decode("utf-8", "replace"),
         }
-        name = f"{received:.6f}-{next(self._count)}.json"
-        tmp = self.mail_dir / f".{name}.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.mail_dir / name)
+        stem = f"{received:.6f}-{next(self._count)}"
+        # The message as received (.eml, opens in any mail reader), then the record the lab
+        # reads (.json, renamed last: when it exists, so does the .eml).
+        for name, text in ((f"{stem}.eml", record["data"]), (f"{stem}.json", json.dumps(record))):
+            tmp = self.mail_dir / f".{name}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, self.mail_dir / name)
         return "250 OK"
 
 

@@ -38,6 +38,8 @@ def _own_logger() -> Iterator[None]:
     propagate, level, handlers = logger.propagate, logger.level, list(logger.handlers)
     ready = logger.__dict__.get("_ha_notify_ready")
     yield
+    for added in [h for h in logger.handlers if h not in handlers]:
+        added.close()  # a syslog handler the CLI opened on a test's socket
     logger.propagate, logger.level, logger.handlers[:] = propagate, level, handlers
     logger.__dict__.pop("_ha_notify_ready", None)
     if ready is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from ha_notify.doctor import access
+from ha_notify.doctor import access, host
 from ha_notify.doctor.access import User
 from ha_notify.keepalived_conf import parse, tokens
 from tests.conftest import BIN, Result, WriteConfig, mail_channel
@@ -50,8 +51,29 @@ def keepalived_conf(tmp: Path, body: str, *, head: str = "") -> Path:
     return path
 
 
-def instance(notify: str) -> str:
-    return f"vrrp_instance VI_1 {{\n    state BACKUP\n    {notify}\n}}\n"
+def instance(notify: str, extra: str = "") -> str:
+    return (
+        f"vrrp_instance VI_1 {{\n    state BACKUP\n    virtual_router_id 51\n{extra}"
+        f"    {notify}\n}}\n"
+    )
+
+
+@pytest.fixture
+def good_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A syslog socket that answers, and the flush timer installed and enabled."""
+    address = tmp_path / "log"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    monkeypatch.setenv("HA_NOTIFY_SYSLOG", str(address))
+    monkeypatch.setenv("HA_NOTIFY_RUN_DIR", str(tmp_path / "run"))
+    units = tmp_path / "units"
+    (units / "timers.target.wants").mkdir(parents=True)
+    for unit in (host.SERVICE, host.TIMER):
+        (units / unit).write_text("[Unit]\n")
+    (units / "timers.target.wants" / host.TIMER).symlink_to(units / host.TIMER)
+    monkeypatch.setattr(host, "UNIT_DIRS", (units,))
+    yield
+    listener.close()
 
 
 class Haproxy:
@@ -121,8 +143,11 @@ def good_setup(
     check = f"{BIN} check haproxy --deep --pidfile {proxy.pidfile} --socket {proxy.sock}"
     conf = keepalived_conf(
         tmp,
-        f'vrrp_script chk_haproxy {{\n    script "{check}"\n    interval 5\n}}\n'
-        + instance(f'notify "{BIN} notify --config {cfg}"'),
+        f'vrrp_script chk_haproxy {{ script "{check}" interval 5 }}\n'
+        + instance(
+            f'notify "{BIN} notify --config {cfg}"',
+            "    track_script {\n        chk_haproxy\n    }\n",
+        ),
     )
     return cfg, conf
 
@@ -135,6 +160,7 @@ def test_good_setup_is_all_ok(
     tls_smtp: SMTPServer,
     ca_file: Path,
     haproxy: Haproxy,
+    good_host: None,
     cli: Cli,
 ) -> None:
     """A sound node: every check is ok and doctor exits 0, sending nothing."""
@@ -153,6 +179,9 @@ def test_good_setup_is_all_ok(
         "script",
         "notify",
         "haproxy",
+        "master-fit",
+        "syslog",
+        "ha-notify-flush.timer",
     } <= checks
     assert tls_smtp.messages == []
 
@@ -165,6 +194,7 @@ def test_table_output_and_send(
     tls_smtp: SMTPServer,
     ca_file: Path,
     haproxy: Haproxy,
+    good_host: None,
     cli: Cli,
 ) -> None:
     """The table has one line per check plus a summary; --send really delivers a test."""
@@ -528,3 +558,23 @@ def test_allowed_uses_one_group() -> None:
     assert not access.allowed(st, User("w", 6, 8, "h"), access.R)
     assert access.allowed(st, User("root", 0, 0, "root"), access.R | access.W)
     assert not access.allowed(st, User("root", 0, 0, "root"), access.X)
+
+
+def test_failing_vrrp_script_fails_doctor(
+    tmp_path: Path, write_config: WriteConfig, cli: Cli
+) -> None:
+    """A tracked vrrp_script that fails right now makes doctor exit 1, not report "0 fail"."""
+    cfg = write_config({})
+    conf = keepalived_conf(
+        tmp_path,
+        'vrrp_script chk_haproxy { script "/bin/false" interval 2 }\n'
+        + instance(
+            f'notify "{BIN} notify --config {cfg}"',
+            "    track_script {\n        chk_haproxy\n    }\n",
+        ),
+        head="enable_script_security",
+    )
+    code, findings = doctor(cli, "-c", cfg, "--keepalived-config", conf)
+    (line,) = lines(findings, "master-fit chk_haproxy")
+    assert code == 1 and line["status"] == "fail" and "not MASTER-fit" in line["detail"]
+    assert not [f for f in findings if "useradd" in f["fix"]]

@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TOOLS = ("ip", "haproxy", "keepalived", "unshare", "runuser", "useradd")
+TOOLS = ("ip", "haproxy", "keepalived", "unshare", "runuser", "useradd", "nft")
 
 pytestmark = [
     pytest.mark.root,
@@ -172,3 +173,46 @@ def test_notify_keeps_state_under_keepalived(lab: dict[str, Any]) -> None:
 def test_no_script_security_warning(lab: dict[str, Any]) -> None:
     """keepalived ran ha-notify under enable_script_security without any complaint."""
     assert lab["security_warnings"] == []
+
+
+def test_relay_down_during_failover_then_spooled_alerts_delivered(lab: dict[str, Any]) -> None:
+    """With the relay down during the failover, both nodes spool their alert, nothing gets
+    through, and both arrive after the relay comes back (the headline promise)."""
+    names = {c["name"]: c["ok"] for c in lab["checks"]}
+    assert names["no mail got through while the relay was down"]
+    assert names["the spooled alerts are delivered when the relay comes back"]
+    assert names["nothing left in the spools"]
+    relay = lab["relay"]
+    assert relay["spooled"]["lb1"] >= 1 and relay["spooled"]["lb2"] >= 1
+    assert set(relay["delivered_after_up"]) == {"lb1 FAULT", "lb2 MASTER"}
+    assert all(after > 0 for after in relay["delivered_after_up"].values())
+
+
+def test_timeline_offsets_add_up_with_their_brackets(lab: dict[str, Any]) -> None:
+    """Step 2's "+N.NNs" lines are their bracket minus the step's own start bracket."""
+    lines = lab["timeline"]
+    start = next(line for line in lines if "2) haproxy stopped on lb1" in line)
+    base = float(start[1:].split("s]")[0])
+    step = lines[lines.index(start) + 1 : lines.index(start) + 5]
+    for line in step:
+        bracket = float(line[1:].split("s]")[0])
+        offset = float(line.split("+", 1)[1].split("s", 1)[0])
+        assert abs(base + offset - bracket) <= 0.011, (start, line)
+
+
+def test_kept_folder_survives_the_next_sweep(tmp_path: Path) -> None:
+    """A --keep run's folder (KEPT inside) outlives a later run's sweep; a dead run's does not."""
+    sys.path.insert(0, str(REPO))
+    from lab import netns
+
+    kept = Path(tempfile.mkdtemp(prefix=f"{netns.PREFIX}fffffe-", dir=str(netns.TMP_ROOT)))
+    dead = Path(tempfile.mkdtemp(prefix=f"{netns.PREFIX}fffffe-", dir=str(netns.TMP_ROOT)))
+    (kept / netns.KEPT).write_text("kept\n")
+    (kept / "mail").mkdir()
+    try:
+        removed = netns.sweep()
+        assert kept.is_dir() and (kept / "mail").is_dir() and str(kept) not in removed
+        assert not dead.exists() and str(dead) in removed
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)

@@ -72,7 +72,7 @@ def _guarded(name: str, check: Callable[[], list[Finding]]) -> list[Finding]:
 
 def collect(config: Optional[str], keepalived_config: Path, *, send: bool = False) -> list[Finding]:
     """Every finding, in the order an operator fixes things."""
-    from ha_notify.doctor import local, reach, vrrp, watcher, wiring
+    from ha_notify.doctor import fitness, host, local, reach, traps, vrrp, watcher, wiring
 
     findings: list[Finding] = []
     wired = wiring.Wiring.load(keepalived_config)
@@ -82,7 +82,11 @@ def collect(config: Optional[str], keepalived_config: Path, *, send: bool = Fals
     findings += _guarded("state_dir", env.state_dir_findings)
     findings += _guarded("channels", lambda: reach.channel_findings(env, send=send))
     findings += _guarded("keepalived.conf", wired.findings)
+    findings += _guarded("keepalived traps", lambda: traps.findings(wired.conf))
     findings += _guarded("haproxy", lambda: local.haproxy_findings(env, wired))
+    findings += _guarded("master-fit", lambda: fitness.findings(wired.conf, wired.default_user()))
+    findings += _guarded("syslog", lambda: [host.syslog_finding()])
+    findings += _guarded("flush timer", lambda: [host.timer_finding(env.config)])
     findings += _guarded("vrrp", vrrp.findings)
     findings += _guarded("watch", lambda: watcher.findings(wired.conf, env.config))
     return findings

@@ -9,13 +9,12 @@ at boot: its systemd unit enabled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from ha_notify.config import Config
 from ha_notify.doctor import Finding, fail, ok, warn
-from ha_notify.keepalived_conf import KeepalivedConf, tokens
+from ha_notify.keepalived_conf import Block, KeepalivedConf, blocks
 
 NAME = "watch"
 UNIT = "ha-notify-watch.service"
@@ -25,56 +24,6 @@ UNIT_DIRS = (
     Path("/usr/lib/systemd/system"),
 )
 EXAMPLE = "contrib/keepalived/keepalived-node1-watch.conf"
-
-
-@dataclass
-class Block:
-    """One top-level block of keepalived.conf: its header and its statements."""
-
-    kind: str
-    name: str
-    lines: list[list[str]] = field(default_factory=list)
-    children: dict[str, list[list[str]]] = field(default_factory=dict)
-
-    def value(self, key: str) -> Optional[list[str]]:
-        for words in self.lines:
-            if words and words[0] == key:
-                return words[1:]
-        return None
-
-
-def blocks(conf: KeepalivedConf) -> list[Block]:
-    """Top-level blocks of every file keepalived reads (statements one level deep)."""
-    found: list[Block] = []
-    for path in conf.files:
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        stack: list[list[str]] = []
-        words: list[str] = []
-        for raw in text.splitlines():
-            for word in [t.text for t in tokens(raw)] + ["\n"]:
-                if word == "{":
-                    stack.append(words)
-                    if len(stack) == 1:
-                        found.append(Block(words[0] if words else "", " ".join(words[1:])))
-                    elif len(stack) == 2 and found:
-                        found[-1].children.setdefault(words[0] if words else "", [])
-                    words = []
-                elif word in ("}", "\n"):
-                    if words and stack and found:
-                        if len(stack) == 1:
-                            found[-1].lines.append(words)
-                        elif len(stack) == 2:
-                            child = stack[-1][0] if stack[-1] else ""
-                            found[-1].children.setdefault(child, []).append(words)
-                    words = []
-                    if word == "}" and stack:
-                        stack.pop()
-                else:
-                    words.append(word)
-    return found
 
 
 def findings(conf: Optional[KeepalivedConf], config: Optional[Config]) -> list[Finding]:
