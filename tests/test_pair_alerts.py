@@ -236,3 +236,21 @@ def test_fifo_reader_reports_split_brain_not_ignored(
     log = reader_log(fifo)
     assert log.count("split brain: keepalived reports INSTANCE VI_1 MASTER_RX_LOWER_PRI") == 1
     assert 'ignored \'INSTANCE "VI_1" MASTER_RX_LOWER_PRI' not in log
+
+
+@pytest.mark.parametrize(
+    ("holds", "language", "said"),
+    [
+        (True, "en", "lb1 keeps it"),
+        (False, "en", "lb1 gave it up"),
+        (True, "zh_CN", "由 lb1 保留"),
+        (False, "zh_CN", "lb1 已释放"),
+    ],
+)
+def test_split_brain_end_says_whether_this_node_kept_the_vip(
+    holds: bool, language: str, said: str
+) -> None:
+    """The closing subject never says "keeps it" from the node that gave the VIP up."""
+    ended = Alert("split_brain", True, VIP, holds, alert("split_brain", True).pair)
+    subject = Renderer(language).subject(to_event(ended, "prod", NODE))
+    assert said in subject, subject
