@@ -283,21 +283,31 @@ class Spool:
         )
 
     def revive(self) -> int:
-        """Dead legs go back to pending, fresh; recipients that accepted stay served."""
+        """Dead legs go back to pending, fresh; recipients that accepted stay served.
+
+        Under the event's lock the file is read again (a concurrent flush may have sent a
+        leg since the scan) and moved to pending/ with one rename before it is rewritten,
+        so a kill at any point never leaves it in both folders (to be revived twice).
+        """
         count = 0
         for folder in (self.pending, self.dead):
             for entry in self.scan(folder):
-                dead = [n for n, leg in entry.legs.items() if leg.status == DEAD]
-                if not dead:
+                if all(leg.status != DEAD for leg in entry.legs.values()):
                     continue
-                legs = dict(entry.legs)
-                for name in dead:
-                    legs[name] = replace(legs[name], status=PENDING, attempts=0, dead_to={})
-                fresh = replace(entry, path=self.pending / entry.path.name, legs=legs)
-                fresh = replace(fresh, created=time.time())
                 with locked(self.locks / f"event-{digest(entry.event.key)}.lock"):
-                    atomic_write(fresh.path, json.dumps(fresh.to_json(), ensure_ascii=False))
-                    if entry.path != fresh.path:
-                        os.unlink(entry.path)
+                    fresh = self.read(entry.path)
+                    if fresh is None:  # moved meanwhile: dead/ is scanned after pending/
+                        continue
+                    dead = [n for n, leg in fresh.legs.items() if leg.status == DEAD]
+                    if not dead:
+                        continue
+                    target = self.pending / entry.path.name
+                    if fresh.path != target:
+                        os.replace(fresh.path, target)
+                    legs = dict(fresh.legs)
+                    for name in dead:
+                        legs[name] = replace(legs[name], status=PENDING, attempts=0, dead_to={})
+                    revived = replace(fresh, path=target, legs=legs, created=time.time())
+                    atomic_write(target, json.dumps(revived.to_json(), ensure_ascii=False))
                 count += len(dead)
         return count
