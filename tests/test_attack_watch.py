@@ -1,5 +1,6 @@
-"""Attacks on the watcher's fail-safe: a verdict must reach keepalived's track file even when
-its folder has no free space left, or the node keeps the VIP with a dead haproxy."""
+"""Attacks on the watcher as a daemon: a verdict must reach keepalived's track file even when
+its folder has no free space left (or the node keeps the VIP with a dead haproxy), and a storm
+of SIGHUPs must not queue reloads that SIGTERM waits behind."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.haproxy_helpers import Haproxy, Namespace, requirements
+from tests.haproxy_helpers import REPO, Haproxy, Namespace, requirements, wait_for
 from tests.watch_helpers import Watch
-
-pytestmark = pytest.mark.root
 
 
 @pytest.fixture
@@ -63,6 +63,7 @@ def fill(folder: Path) -> None:
     assert os.statvfs(folder).f_bavail == 0
 
 
+@pytest.mark.root
 def test_full_track_folder_still_reports_a_dead_haproxy(
     tiny_run: Path, ns: Namespace, tmp_path: Path, proxy: Haproxy
 ) -> None:
@@ -85,3 +86,38 @@ def test_full_track_folder_still_reports_a_dead_haproxy(
         assert watch.value() == "0\n"
     finally:
         watch.stop()
+
+
+def test_sighup_storm_queues_one_reload_and_sigterm_goes_first(tmp_path: Path) -> None:
+    """SIGTERM ends the watcher after its round even right after 20,000 SIGHUPs."""
+    config = tmp_path / "watch.toml"
+    config.write_text(
+        f"""[general]
+state_dir = "{tmp_path / "state"}"
+[checks.haproxy]
+pidfile = "{tmp_path / "none.pid"}"
+[watch]
+interval = 1
+track_file = "{tmp_path / "track" / "haproxy"}"
+metrics_file = "{tmp_path / "metrics" / "ha-notify.prom"}"
+"""
+    )
+    log = tmp_path / "watch.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HA_NOTIFY_SYSLOG": "off"}
+    argv = [sys.executable, "-m", "ha_notify", "watch", "--config", str(config), "--verbose"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env)
+    try:
+        wait_for(lambda: (tmp_path / "track" / "haproxy").exists(), "the first round")
+        for _ in range(20000):
+            os.kill(proc.pid, signal.SIGHUP)
+        before = log.read_text().count("config reloaded")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "watcher stopped" in text
+    assert text.count("config reloaded") <= before + 1  # no backlog of reloads went first
