@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from ha_notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, locked, make_dirs
+from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
 from ha_notify.quarantine import Quarantine
 from ha_notify.waits import Waits
 
@@ -81,7 +81,7 @@ class Spool:
     def read(self, path: Path) -> Optional[EventFile]:
         """The event file at ``path``; None if gone (finished elsewhere) or quarantined."""
         try:
-            return parse(path, json.loads(path.read_text(encoding="utf-8")))
+            return parse(path, json.loads(read_text(path)))
         except FileNotFoundError:
             return None
         except PermissionError:
@@ -93,7 +93,7 @@ class Spool:
                 f"permission denied (owner uid {owner}): chown it to state_dir's owner "
                 "(keepalived's script_user) and move it back to pending/",
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             self.quarantine.put(path, f"damaged spool file: {type(exc).__name__}: {exc}")
         return None
 
