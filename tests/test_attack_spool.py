@@ -153,3 +153,23 @@ def test_retry_dead_raced_by_a_flush_sends_nothing_twice(tmp_path: Path, hook: R
     assert len(hook.on("/live")) == 1, err[-400:]
     assert len(hook.on("/dead")) == 1, err[-400:]
     assert dead_counts(cfg) == {}
+
+
+def test_a_notify_reads_a_waiting_backlog_a_bounded_number_of_times(
+    tmp_path: Path, hook: Recorder
+) -> None:
+    """Backoff holds without re-reading the whole backlog once per waiting group."""
+    cfg = write_config(tmp_path, hook.url(""))
+    hook.answer("/hook", Answer(503, "busy"))
+    for i in range(12):  # twelve instances, each with one delivery in backoff
+        assert ha_notify("master", "-i", f"VI_{i}", "-c", str(cfg)).returncode == 0
+    hook.answer("/hook", Answer(200, "ok"))
+    hook.requests.clear()
+    waiting = sorted((tmp_path / "state" / "spool" / "pending").iterdir())
+    trace = tmp_path / "open.trace"
+    strace = ["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=openat"]
+    assert ha_notify("master", "-i", "VI_new", "-c", str(cfg), strace=strace).returncode == 0
+    assert [r.json()["name"] for r in hook.on("/hook")] == ["VI_new"]  # the rest not due
+    text = trace.read_text()
+    reads = [text.count(str(path)) for path in waiting]
+    assert max(reads) <= 5, reads
