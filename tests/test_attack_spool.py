@@ -173,3 +173,28 @@ def test_a_notify_reads_a_waiting_backlog_a_bounded_number_of_times(
     text = trace.read_text()
     reads = [text.count(str(path)) for path in waiting]
     assert max(reads) <= 5, reads
+
+
+def test_eight_concurrent_flushes_send_each_delivery_once_in_order(
+    tmp_path: Path, hook: Recorder
+) -> None:
+    """Concurrent flush runs: every delivery once, per instance in sequence order."""
+    cfg = write_config(tmp_path, hook.url(""), channels=("hook", "h2"))
+    hook.answer("/hook", Answer(503, "busy"))
+    hook.answer("/h2", Answer(503, "busy"))
+    for i in range(12):
+        ha_notify(("master", "backup")[i % 2], "-i", f"VI_{i % 3}", "-c", str(cfg))
+    hook.answer("/hook", Answer(200, "ok"))
+    hook.answer("/h2", Answer(200, "ok"))
+    hook.requests.clear()
+    runs = [
+        subprocess.Popen([str(BIN), "flush", "-c", str(cfg)], env=ENV, stdout=subprocess.DEVNULL)
+        for _ in range(8)
+    ]
+    assert [run.wait(timeout=300) for run in runs] == [0] * 8
+    for path in ("/hook", "/h2"):
+        events = [r.json() for r in hook.on(path)]
+        assert len(events) == 12 and len({e["event_id"] for e in events}) == 12
+        for name in ("VI_0", "VI_1", "VI_2"):
+            seqs = [e["seq"] for e in events if e["name"] == name]
+            assert seqs == sorted(seqs) == [1, 2, 3, 4]
