@@ -180,11 +180,23 @@ async def flush(
     cancels the flush half-way.
     """
     spool.refile()
-    groups = list(spool.groups())
+    now = time.time()
+    groups = [
+        g
+        for g, items in spool.groups().items()
+        if not (due_only and g not in mine and _waiting(spool, items[0], now))
+    ]
     await asyncio.gather(
         *(_group(spool, g, channels, due_only and g not in mine, out) for g in groups)
     )
     return out
+
+
+def _waiting(spool: Spool, oldest: Delivery, now: float) -> bool:
+    """True when a due-only pass would stop at the group's oldest delivery (backoff not over,
+    not expired): such a group is left alone without taking its lock and re-reading the
+    spool, or every notify would read the whole backlog once per waiting group."""
+    return oldest.next_attempt > now and not spool.expired(oldest, now)
 
 
 async def send_direct(channels: dict[str, Built], deliveries: list[Delivery]) -> Outcome:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from ha_notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, locked, make_dirs
+from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
 from ha_notify.quarantine import Quarantine
 from ha_notify.waits import Waits
 
@@ -81,7 +81,7 @@ class Spool:
     def read(self, path: Path) -> Optional[EventFile]:
         """The event file at ``path``; None if gone (finished elsewhere) or quarantined."""
         try:
-            return parse(path, json.loads(path.read_text(encoding="utf-8")))
+            return parse(path, json.loads(read_text(path)))
         except FileNotFoundError:
             return None
         except PermissionError:
@@ -93,7 +93,7 @@ class Spool:
                 f"permission denied (owner uid {owner}): chown it to state_dir's owner "
                 "(keepalived's script_user) and move it back to pending/",
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             self.quarantine.put(path, f"damaged spool file: {type(exc).__name__}: {exc}")
         return None
 
@@ -290,25 +290,35 @@ class Spool:
 
     def revive(self, only: Optional[set[str]] = None) -> int:
         """Dead legs (those whose delivery id is in ``only``, if given) go back to pending,
-        fresh; recipients that accepted stay served."""
+        fresh; recipients that accepted stay served.
+
+        Under the event's lock the file is read again (a concurrent flush may have sent a
+        leg since the scan) and moved to pending/ with one rename before it is rewritten,
+        so a kill at any point never leaves it in both folders (to be revived twice).
+        """
+
+        def wanted(path: Path, name: str, leg: Leg) -> bool:
+            return leg.status == DEAD and (only is None or f"{path.name}:{name}" in only)
+
         count = 0
         for folder in (self.pending, self.dead):
             for entry in self.scan(folder):
-                dead = [
-                    n
-                    for n, leg in entry.legs.items()
-                    if leg.status == DEAD and (only is None or f"{entry.path.name}:{n}" in only)
-                ]
-                if not dead:
+                if not any(wanted(entry.path, n, leg) for n, leg in entry.legs.items()):
                     continue
-                legs = dict(entry.legs)
-                for name in dead:
-                    legs[name] = replace(legs[name], status=PENDING, attempts=0, dead_to={})
-                fresh = replace(entry, path=self.pending / entry.path.name, legs=legs)
-                fresh = replace(fresh, created=time.time())
                 with locked(self.locks / f"event-{digest(entry.event.key)}.lock"):
-                    atomic_write(fresh.path, json.dumps(fresh.to_json(), ensure_ascii=False))
-                    if entry.path != fresh.path:
-                        os.unlink(entry.path)
+                    fresh = self.read(entry.path)
+                    if fresh is None:  # moved meanwhile: dead/ is scanned after pending/
+                        continue
+                    dead = [n for n, leg in fresh.legs.items() if wanted(fresh.path, n, leg)]
+                    if not dead:
+                        continue
+                    target = self.pending / entry.path.name
+                    if fresh.path != target:
+                        os.replace(fresh.path, target)
+                    legs = dict(fresh.legs)
+                    for name in dead:
+                        legs[name] = replace(legs[name], status=PENDING, attempts=0, dead_to={})
+                    revived = replace(fresh, path=target, legs=legs, created=time.time())
+                    atomic_write(target, json.dumps(revived.to_json(), ensure_ascii=False))
                 count += len(dead)
         return count

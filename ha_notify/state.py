@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ha_notify.errors import SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Event, Transition
-from ha_notify.fsutil import atomic_write, locked, make_dirs
+from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
 from ha_notify.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,10 @@ class StateStore:
     def _read(self, repair: bool = False) -> dict[str, Any]:
         """Every valid entry; damage is logged (and, under the lock, set aside) never raised."""
         try:
-            data = json.loads(self.file.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.file))
         except FileNotFoundError:
             return {}
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RecursionError) as exc:
             data, why = None, f"unreadable ({exc})"
         else:
             why = "" if isinstance(data, dict) else f"not an object ({type(data).__name__})"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ha_notify.fsutil import atomic_write, make_dirs
+from ha_notify.fsutil import atomic_write, make_dirs, read_text
 
 log = logging.getLogger(__name__)
 MAX_WAIT = 3600.0  # a server's hint is believed up to an hour
@@ -40,11 +40,11 @@ class Waits:
     def get(self, channel: str, now: Optional[float] = None) -> Optional[Wait]:
         """The wait still running for ``channel``, if any (a damaged file counts as none)."""
         try:
-            data = json.loads(self._path(channel).read_text(encoding="utf-8"))
+            data = json.loads(read_text(self._path(channel)))
             wait = Wait(float(data["until"]), str(data.get("reason", "")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             log.error("channel %s: wait file unreadable (%s); ignored", channel, exc)
             with contextlib.suppress(OSError):
                 os.unlink(self._path(channel))

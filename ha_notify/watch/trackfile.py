@@ -4,7 +4,9 @@ A reader sees the old content or the new one, never a mix: the content goes to a
 the same folder, then ``rename`` replaces the target (keepalived's inotify then reads it). No
 fsync: both files describe *now* and are rewritten next round (``/run`` is tmpfs anyway).
 A folder that is full, read-only or gone is logged once when the trouble starts and once when
-it ends, never every round; the write is retried every round.
+it ends, never every round; the write is retried every round. When the file cannot be replaced
+but the old one has the new content's length (the track file's "0"/"1"), the new value is
+written over it in place: a full /run must not leave a stale "healthy" for keepalived.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ class AtomicFile:
                 message += " (free space in that file system)"
             elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 message += f" (the watcher runs as uid {os.geteuid()}; make the folder writable)"
+            if self._overwrite(data):
+                message += "; the value was written over the old file in place"
             if message != self.trouble:
                 log.error("cannot write %s %s: %s; retrying", self.what, self.path, message)
                 self.trouble = message
-            return False
+            return message.endswith(" in place")
         if self.trouble:
             what, failures = self.what, self.failures
             log.warning("%s %s written again (after %d failed rounds)", what, self.path, failures)
@@ -75,6 +79,22 @@ class AtomicFile:
         except OSError:
             _unlink(self.tmp)
             raise
+
+    def _overwrite(self, data: bytes) -> bool:
+        """Write ``data`` over the existing file, in place, when it has the same length (no
+        new block needed: it works on a full file system); True if it was."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            if os.fstat(fd).st_size != len(data):
+                return False
+            return os.pwrite(fd, data, 0) == len(data)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
 
 def _unlink(path: Path) -> None:

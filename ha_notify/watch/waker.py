@@ -41,8 +41,11 @@ class Waker:
             signal.signal(sig, self._note)
 
     def _note(self, signum: int, frame: Optional[FrameType]) -> None:
+        """Note a signal once: one reload covers every SIGHUP that came before it, so a
+        storm of them queues one reload, never a backlog that SIGTERM would wait behind."""
         del frame
-        self.pending.append(signum)
+        if signum not in self.pending:
+            self.pending.append(signum)
 
     def follow(self, pidfile: Optional[str]) -> None:
         """Open pidfds for the pids in ``pidfile``, when none is followed yet or one exited
@@ -82,4 +85,8 @@ class Waker:
                 self.fresh = True
         if len(self.fired) > 4 * MAX_PIDS:  # pids are reused eventually: forget old ones
             self.fired = set(list(self.fired)[-MAX_PIDS:])
+        for stop in (signal.SIGTERM, signal.SIGINT):  # stopping comes before any reload
+            if stop in self.pending:
+                self.pending.remove(stop)
+                return stop
         return self.pending.pop(0) if self.pending else None
