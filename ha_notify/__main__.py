@@ -35,7 +35,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from ha_notify import aio
 
     aio.anchor_process_start()  # a notify's deadline counts from here, not from its imports
-    from ha_notify.cli import run
+    from ha_notify.cli.app import run
 
     sys.exit(run(args))
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from ha_notify.config import load
-from ha_notify.notify import Notifier, Request
+from ha_notify.notify.engine import Notifier, Request
 from tests.conftest import WriteConfig, run_bin
 from tests.http_recorder import Answer, Recorder, server_fixture  # noqa: F401
 

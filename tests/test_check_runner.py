@@ -29,7 +29,7 @@ FORBIDDEN = (
     "logging",
     "logging.handlers",
     "asyncio",
-    "ha_notify.cli",
+    "ha_notify.cli.app",
     "ha_notify.config",
 )
 

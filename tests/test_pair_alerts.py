@@ -14,9 +14,9 @@ import pytest
 
 from ha_notify.config import load
 from ha_notify.event import Event, FifoSignal, Node, Pair, parse_fifo_signal
-from ha_notify.fifo import FifoServer
-from ha_notify.notify import Notifier
-from ha_notify.render import Renderer
+from ha_notify.notify.engine import Notifier
+from ha_notify.notify.fifo import FifoServer
+from ha_notify.notify.render import Renderer
 from ha_notify.watch.pair import Alert, deliver, to_event
 from ha_notify.watch.vips import Vip
 from tests.conftest import WriteConfig

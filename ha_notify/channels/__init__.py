@@ -17,13 +17,13 @@ from ha_notify.errors import ConfigError
 if TYPE_CHECKING:
     from ha_notify.config import ChannelConfig, GeneralConfig
     from ha_notify.event import Event
-    from ha_notify.render import Renderer
+    from ha_notify.notify.render import Renderer
 
 log = logging.getLogger(__name__)
 GROUP = "ha_notify.channels"
 # Used only when the package metadata is missing (running from a source tree).
 BUILTIN = {
-    "email": "ha_notify.channels.email:EmailChannel",
+    "email": "ha_notify.channels.smtp:EmailChannel",
     "webhook": "ha_notify.channels.webhook:WebhookChannel",
     "slack": "ha_notify.channels.slack:SlackChannel",
     "dingtalk": "ha_notify.channels.dingtalk:DingTalkChannel",

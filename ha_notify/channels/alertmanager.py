@@ -26,8 +26,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import Auth, HttpChannel, check_url
 from ha_notify.channels.markup import plain
+from ha_notify.channels.web import Auth, HttpChannel, check_url
 from ha_notify.errors import ChannelError, ChannelTimeoutError
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from ha_notify.channels.http import HttpChannel, url_option
 from ha_notify.channels.markup import fit
+from ha_notify.channels.web import HttpChannel, url_option
 
 if TYPE_CHECKING:
     from ha_notify.channels import Context

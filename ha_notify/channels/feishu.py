@@ -12,8 +12,8 @@ import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import HttpChannel, pretty, url_option
 from ha_notify.channels.markup import fit
+from ha_notify.channels.web import HttpChannel, pretty, url_option
 
 if TYPE_CHECKING:
     from ha_notify.channels import Context

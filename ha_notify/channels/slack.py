@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import HttpChannel, snippet, url_option
 from ha_notify.channels.markup import fit, slack_mrkdwn
+from ha_notify.channels.web import HttpChannel, snippet, url_option
 from ha_notify.errors import ChannelError
 
 if TYPE_CHECKING:

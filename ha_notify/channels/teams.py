@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import HttpChannel, url_option
 from ha_notify.channels.markup import fit
+from ha_notify.channels.web import HttpChannel, url_option
 
 if TYPE_CHECKING:
     from ha_notify.channels import Context

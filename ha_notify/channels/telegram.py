@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Union
 
-from ha_notify.channels.http import HttpChannel, check_url, snippet
 from ha_notify.channels.markup import fit, telegram_html
+from ha_notify.channels.web import HttpChannel, check_url, snippet
 from ha_notify.errors import ChannelError, ConfigError
 
 if TYPE_CHECKING:

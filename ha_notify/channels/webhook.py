@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import Auth, HttpChannel, check_url, compact
+from ha_notify.channels.web import Auth, HttpChannel, check_url, compact
 from ha_notify.errors import ConfigError
 
 if TYPE_CHECKING:

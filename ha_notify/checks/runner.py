@@ -1,7 +1,7 @@
 """``ha-notify check NAME [OPTIONS]``: the outer function of the check commands.
 
 ``ha_notify.__main__`` calls :func:`main` before typer is imported, so this module parses its
-own arguments (typer's ``check`` commands in ``ha_notify.cli`` only exist for ``--help`` and
+own arguments (typer's ``check`` commands in ``ha_notify.cli.app`` only exist for ``--help`` and
 forward here), turns errors into exit codes, prints one line on stderr when unhealthy, and
 tells syslog when a result changes. Nothing here imports more than the interpreter already
 has loaded, on the healthy path; ``ha_notify.errors`` is imported only when an error occurs.

@@ -41,7 +41,7 @@ class Environment:
         env = cls(config, "", runners)
         if config.channels:
             from ha_notify.channels import Context, build
-            from ha_notify.render import Renderer
+            from ha_notify.notify.render import Renderer
 
             g = config.general
             context = Context(Renderer(g.language, g.templates_dir), g)

@@ -19,7 +19,7 @@ from ha_notify.config import Secret
 from ha_notify.doctor import Finding, fail, ok, warn
 
 if TYPE_CHECKING:
-    from ha_notify.channels.email import EmailChannel
+    from ha_notify.channels.smtp import EmailChannel
     from ha_notify.doctor.local import Environment
 
 DEFAULT_TIMEOUT = 10.0
@@ -53,7 +53,7 @@ def _unreachable(name: str, where: str, exc: BaseException) -> Finding:
 async def probe_smtp(channel: EmailChannel) -> Finding:
     import aiosmtplib
 
-    from ha_notify.channels.email import SMTP, hang_up
+    from ha_notify.channels.smtp import SMTP, hang_up
 
     name = f"channel {channel.name}"
     where = f"SMTP {channel.host}:{channel.port}"
@@ -143,7 +143,7 @@ def endpoints(channel: Any) -> list[str]:
 
 
 async def probe_http(channel: Any) -> list[Finding]:
-    from ha_notify.channels.http import origin
+    from ha_notify.channels.web import origin
 
     name = f"channel {channel.name}"
     urls = endpoints(channel)
@@ -192,7 +192,7 @@ async def probe_http(channel: Any) -> list[Finding]:
 
 
 async def _probe(channel: Any) -> list[Finding]:
-    from ha_notify.channels.email import EmailChannel
+    from ha_notify.channels.smtp import EmailChannel
 
     if isinstance(channel, EmailChannel):
         return [await probe_smtp(channel)]
@@ -233,7 +233,7 @@ def channel_findings(env: Environment, *, send: bool) -> list[Finding]:
 
 
 def _send(env: Environment) -> list[Finding]:
-    from ha_notify.notify import Notifier
+    from ha_notify.notify.engine import Notifier
 
     assert env.config is not None
     results = Notifier(env.config).test(None)

@@ -125,7 +125,7 @@ def _click_error(sub: str, args: list[str]) -> Optional[str]:
     import click
     import typer.main
 
-    from ha_notify.cli import app
+    from ha_notify.cli.app import app
 
     group = typer.main.get_command(app)
     assert isinstance(group, click.Group)

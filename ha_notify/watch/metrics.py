@@ -46,7 +46,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
 
 def vrrp_states(state_dir: Path) -> dict[str, VrrpState]:
     """Last state per VRRP instance from the state store (groups are left out)."""
-    from ha_notify.state import StateStore
+    from ha_notify.notify.store import StateStore
 
     found = {}
     for key, entry in StateStore(state_dir).snapshot().items():
@@ -63,7 +63,7 @@ def vrrp_states(state_dir: Path) -> dict[str, VrrpState]:
 
 def spool_depth(state_dir: Path) -> dict[str, tuple[int, int]]:
     """(pending, dead) deliveries per channel in the spool."""
-    from ha_notify.spool import Spool
+    from ha_notify.notify.spool import Spool
 
     spool = Spool(state_dir)
     depth: dict[str, list[int]] = {}

@@ -24,8 +24,8 @@ from ha_notify.watch.episodes import Change, Episode, Rule
 from ha_notify.watch.vips import Vip
 
 if TYPE_CHECKING:
-    from ha_notify.delivery import Delivery
-    from ha_notify.notify import Notifier
+    from ha_notify.notify.delivery import Delivery
+    from ha_notify.notify.engine import Notifier
 
 log = logging.getLogger(__name__)
 METRICS = {SPLIT_BRAIN: "ha_notify_split_brain", UNSERVED: "ha_notify_vip_unserved"}

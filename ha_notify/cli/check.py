@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ha_notify.cli_options import ConfigOpt
+from ha_notify.cli.options import ConfigOpt
 
 check_app = typer.Typer(
     help="Health checks for keepalived's vrrp_script: exit 0 healthy, 1 unhealthy, "

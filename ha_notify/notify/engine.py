@@ -13,19 +13,20 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from ha_notify import aio, dispatch, node
+from ha_notify import aio
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
-from ha_notify.delivery import Delivery
-from ha_notify.dispatch import Built, Outcome
 from ha_notify.errors import ConfigError, ExitCode, SpoolError
 from ha_notify.event import STABLE, TEST, Event, Node
-from ha_notify.redact import error_text
-from ha_notify.render import Renderer
-from ha_notify.report import state_dir_fix, verdict
-from ha_notify.spool import Spool
-from ha_notify.state import SUPPRESSED, Recorded, Settled, StateStore
-from ha_notify.summary import haproxy_summary
+from ha_notify.notify import dispatch, node
+from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.dispatch import Built, Outcome
+from ha_notify.notify.redact import error_text
+from ha_notify.notify.render import Renderer
+from ha_notify.notify.report import state_dir_fix, verdict
+from ha_notify.notify.spool import Spool
+from ha_notify.notify.store import SUPPRESSED, Recorded, Settled, StateStore
+from ha_notify.notify.summary import haproxy_summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

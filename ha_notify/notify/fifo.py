@@ -21,12 +21,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable, Optional
 
-from ha_notify import dispatch
 from ha_notify.config import Config
 from ha_notify.errors import ExitCode, SpoolError, UsageError
 from ha_notify.event import FifoSignal, parse_fifo_line, parse_fifo_signal
 from ha_notify.fsutil import locked, make_dirs
-from ha_notify.notify import Notifier, Request
+from ha_notify.notify import dispatch
+from ha_notify.notify.engine import Notifier, Request
 
 log = logging.getLogger(__name__)
 GRACE = 2.0  # seconds to keep reading after SIGTERM once the FIFO is quiet

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from ha_notify.config import Config
-from ha_notify.delivery import Delivery
-from ha_notify.spool import Spool
-from ha_notify.state import StateStore
+from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.spool import Spool
+from ha_notify.notify.store import StateStore
 
 
 def _ago(seconds: float) -> str:

@@ -6,9 +6,9 @@ import errno
 import sys
 from typing import Optional
 
-from ha_notify.delivery import Delivery
-from ha_notify.dispatch import Built, Outcome
 from ha_notify.errors import ConfigError, ExitCode
+from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.dispatch import Built, Outcome
 
 
 def verdict(

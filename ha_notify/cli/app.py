@@ -13,15 +13,16 @@ from typing import Optional
 import typer
 import typer.core
 
-from ha_notify import __version__, cli_compat
+from ha_notify import __version__
 from ha_notify import log as logsetup
 from ha_notify.argv import hoist_config
-from ha_notify.cli_check import check_app
-from ha_notify.cli_options import ConfigOpt
+from ha_notify.cli import compat as cli_compat
+from ha_notify.cli.check import check_app
+from ha_notify.cli.options import ConfigOpt
 from ha_notify.config import STATES, load
 from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
-from ha_notify.notify import Notifier, Request
+from ha_notify.notify.engine import Notifier, Request
 
 # typer escapes "[required]" for rich whenever rich is importable, even with
 # rich_markup_mode=None, and plain help showed "\[required]". This CLI never uses rich.
@@ -142,7 +143,7 @@ def fifo(
     config: Optional[str] = ConfigOpt,
 ) -> int:
     """Read keepalived's notify FIFO in order, forever (for notify_fifo_script)."""
-    from ha_notify.fifo import serve
+    from ha_notify.notify.fifo import serve
 
     return serve(fifo_path, load(config))
 
@@ -162,7 +163,7 @@ def flush(
     """Deliver what the spool still holds."""
     notifier = Notifier(load(config))
     outcome = notifier.flush(due_only=due, retry_dead=retry_dead)
-    from ha_notify.status import quarantined
+    from ha_notify.cli.status import quarantined
 
     left = len(notifier.spool.list_pending())
     bad = quarantined(notifier.spool)
@@ -240,7 +241,7 @@ def config_check(config: Optional[str] = ConfigOpt) -> int:
     """Validate the config and every channel's settings (secrets included)."""
     from ha_notify.channels import Context as ChannelContext
     from ha_notify.channels import build
-    from ha_notify.render import Renderer
+    from ha_notify.notify.render import Renderer
 
     cfg = load(config)
     if cfg.path is None:
@@ -258,7 +259,7 @@ def config_check(config: Optional[str] = ConfigOpt) -> int:
 @config_app.command("show")
 def config_show(config: Optional[str] = ConfigOpt) -> int:
     """Print the config as loaded: [general] with its defaults, secrets masked."""
-    from ha_notify.showconfig import dump
+    from ha_notify.cli.showconfig import dump
 
     print(dump(load(config)))
     return ExitCode.OK
@@ -270,7 +271,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Last state per instance, pending deliveries per channel, oldest age, last error."""
-    from ha_notify.status import collect, format_text
+    from ha_notify.cli.status import collect, format_text
 
     report = collect(load(config))
     print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_text(report))
