@@ -99,7 +99,7 @@ def snippet(text: str, limit: int = 200) -> str:
 
 
 @dataclass(frozen=True)
-class Reply:
+class HttpReply:
     """What a server answered; ``where`` names the host for messages."""
 
     where: str
@@ -201,7 +201,7 @@ class Http:
 
     async def post(
         self, url: str, payload: Any, headers: Optional[Mapping[str, str]] = None
-    ) -> Reply:
+    ) -> HttpReply:
         """POST ``payload`` as JSON (or exact bytes); transport failures become ChannelError."""
         body = payload if isinstance(payload, bytes) else compact(payload)
         where = origin(url)
@@ -227,10 +227,10 @@ class Http:
             reason = str(exc) or type(exc).__name__
             raise ChannelError(f"{where}: cannot connect or send: {reason}") from exc
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str], where: str) -> Reply:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], where: str) -> HttpReply:
         async with httpx.AsyncClient(verify=self._verify(), timeout=self.timeout) as client:
             response = await client.post(url, content=body, headers=headers)
-        return Reply(where, response.status_code, response.headers, response.text)
+        return HttpReply(where, response.status_code, response.headers, response.text)
 
 
 class Auth:

@@ -54,7 +54,7 @@ USAGE_TEXT = {
 }
 
 
-class Request:
+class CheckArgs:
     """The command line of one check, parsed but not yet merged with the config."""
 
     def __init__(self, name: str) -> None:
@@ -71,14 +71,14 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-def parse_args(argv: list[str]) -> Request:
+def parse_args(argv: list[str]) -> CheckArgs:
     """Parse ``NAME [ARGS] [OPTIONS]`` (``--opt VALUE`` and ``--opt=VALUE``)."""
     if not argv or argv[0].startswith("-"):
         raise _usage(
             "which check? usage: ha-notify check haproxy|process NAME [OPTIONS] "
             "(see ha-notify check --help)"
         )
-    request = Request(argv[0])
+    request = CheckArgs(argv[0])
     allowed = _ALLOWED.get(request.name)
     items = iter(argv[1:])
     only_args = False
@@ -116,11 +116,11 @@ def parse_args(argv: list[str]) -> Request:
     return request
 
 
-def _text(request: Request) -> str:
+def _text(request: CheckArgs) -> str:
     return USAGE_TEXT.get(request.name, f"ha-notify check {request.name} [ARGS]")
 
 
-def _number(request: Request, key: str, kind: type, option: str) -> Optional[float]:
+def _number(request: CheckArgs, key: str, kind: type, option: str) -> Optional[float]:
     raw = request.values.get(key)
     if raw is None:
         return None
@@ -144,7 +144,7 @@ def _number(request: Request, key: str, kind: type, option: str) -> Optional[flo
     return value
 
 
-def build_options(request: Request, settings: ChecksSettings, start: float) -> CheckOptions:
+def build_options(request: CheckArgs, settings: ChecksSettings, start: float) -> CheckOptions:
     """Merge: command line over ``[checks.NAME]`` over defaults."""
     conf = settings.for_check(request.name, tuple(request.args))
     timeout = _number(request, "timeout", float, "--timeout") or conf.timeout

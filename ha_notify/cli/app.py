@@ -22,7 +22,7 @@ from ha_notify.cli.options import ConfigOpt
 from ha_notify.config import STATES, load
 from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
-from ha_notify.notify.engine import Notifier, Request
+from ha_notify.notify.engine import Notifier, StateChange
 
 # typer escapes "[required]" for rich whenever rich is importable, even with
 # rich_markup_mode=None, and plain help showed "\[required]". This CLI never uses rich.
@@ -85,7 +85,7 @@ def _notify(
         what = f"{kind} {instance or '(default instance)'} {parsed.upper()}"
         raise ConfigError(f"{exc} -- the {what} event was NOT sent") from exc
     name = parse_name(instance) if instance is not None else cfg.general.instance
-    req = Request(parsed, name, kind, priority)
+    req = StateChange(parsed, name, kind, priority)
     notifier = Notifier(cfg)
     if dry_run:
         _print_rendered(notifier, notifier.preview(req), None)
@@ -224,13 +224,13 @@ def render(
     cfg = load(config)
     notifier = Notifier(cfg)
     name = parse_name(instance) if instance is not None else cfg.general.instance
-    req = Request(parse_state(state), name)
+    req = StateChange(parse_state(state), name)
     _print_rendered(notifier, notifier.preview(req), channel)
     _print_folded(notifier, req)
     return ExitCode.OK
 
 
-def _print_folded(notifier: Notifier, req: Request) -> None:
+def _print_folded(notifier: Notifier, req: StateChange) -> None:
     note = notifier.folded(req)
     if note:
         print(f"NOTE: {note}")

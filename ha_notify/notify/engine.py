@@ -48,7 +48,7 @@ def signals_deferred() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Request:
+class StateChange:
     """One state change as keepalived (or a person) reported it."""
 
     state: str
@@ -106,7 +106,7 @@ class Notifier:
         g = self.config.general
         return node.gather(g.virtual_addresses, g.state_dir if g.state_dir.is_dir() else None)
 
-    def make_event(self, req: Request, facts: Optional[Node] = None, **fields: Any) -> Event:
+    def make_event(self, req: StateChange, facts: Optional[Node] = None, **fields: Any) -> Event:
         """An event for ``req``; node facts and the haproxy summary are gathered unless given."""
         g = self.config.general
         if "haproxy" not in fields:
@@ -122,12 +122,12 @@ class Notifier:
             **fields,
         )
 
-    def preview(self, req: Request) -> Event:
+    def preview(self, req: StateChange) -> Event:
         """The event ``req`` would make now (previous state, next number), recording nothing."""
         entry = self._entry(req)
         return self.make_event(req, previous=entry.get("state"), seq=int(entry.get("seq", 0)) + 1)
 
-    def _entry(self, req: Request) -> dict[str, Any]:
+    def _entry(self, req: StateChange) -> dict[str, Any]:
         key = f"{req.kind}:{req.name}"
         try:
             entry = dict(self.store.snapshot().get(key, {}))
@@ -138,7 +138,7 @@ class Notifier:
             entry.update(state=newest.state, seq=newest.seq)
         return entry
 
-    def folded(self, req: Request) -> str:
+    def folded(self, req: StateChange) -> str:
         """Why ``req`` would send no message of its own now ("" if it would be sent)."""
         if self.store.decide(self._entry(req), req.state, time.time()) != SUPPRESSED:
             return ""
@@ -173,7 +173,7 @@ class Notifier:
     def _spool_settled(self, s: Settled, facts: Node, summary: tuple[str, ...]) -> Event:
         kind, _, name = s.key.partition(":")
         event = self.make_event(
-            Request(s.state, name, kind),
+            StateChange(s.state, name, kind),
             facts,
             seq=s.seq,
             subject=STABLE,
@@ -194,7 +194,7 @@ class Notifier:
             lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait()
         )
 
-    def record(self, req: Request) -> list[Delivery]:
+    def record(self, req: StateChange) -> list[Delivery]:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
         key = f"{req.kind}:{req.name}"
         facts = self.node()  # gathered before taking the state lock
@@ -267,7 +267,7 @@ class Notifier:
             self.run(dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups))
         return outcome
 
-    def notify(self, req: Request) -> ExitCode:
+    def notify(self, req: StateChange) -> ExitCode:
         """Record, spool, deliver: the whole of ``ha-notify master`` and friends."""
         # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.
         with signals_deferred():
@@ -286,7 +286,7 @@ class Notifier:
                 self.run(flush)
             return verdict(mine, outcome, self.channels, self.remaining() - CLEANUP)
 
-    def send_without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
+    def send_without_spool(self, req: StateChange, exc: SpoolError) -> ExitCode:
         """The event could not be spooled (nothing of it is on disk): say so, and still try
         every channel once, directly. Nothing is retried and nothing is sent twice."""
         log.error("%s; sending without the spool (no retry possible)", exc)
@@ -316,7 +316,7 @@ class Notifier:
     def test(self, channel: Optional[str]) -> dict[str, str]:
         """Send a marked test message through one channel or all; result per channel."""
         names = [self.config.channel(channel).name] if channel else list(self.channels)
-        event = self.make_event(Request("master", self.config.general.instance), subject=TEST)
+        event = self.make_event(StateChange("master", self.config.general.instance), subject=TEST)
         results: dict[str, str] = {}
 
         async def one(name: str) -> None:

@@ -26,7 +26,7 @@ from ha_notify.errors import ExitCode, SpoolError, UsageError
 from ha_notify.event import FifoSignal, parse_fifo_line, parse_fifo_signal
 from ha_notify.fsutil import locked, make_dirs
 from ha_notify.notify import dispatch
-from ha_notify.notify.engine import Notifier, Request
+from ha_notify.notify.engine import Notifier, StateChange
 
 log = logging.getLogger(__name__)
 GRACE = 2.0  # seconds to keep reading after SIGTERM once the FIFO is quiet
@@ -134,7 +134,7 @@ class FifoServer:
             elif line.strip():
                 log.info("notify FIFO: ignored %r", line.strip()[:120])
             return set()
-        req = Request(parsed.state, parsed.name, parsed.kind, parsed.priority)
+        req = StateChange(parsed.state, parsed.name, parsed.kind, parsed.priority)
         try:
             return {d.group for d in self.notifier.record(req)}
         except SpoolError as exc:
