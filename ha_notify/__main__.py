@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 
+from ha_notify.constants import STATES
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~4 ms per check
 if TYPE_CHECKING:
     from typing import Optional
 
 
-NOTIFY_COMMANDS = ("master", "backup", "fault", "stop", "deleted", "notify")
+NOTIFY_COMMANDS = (*STATES, "notify")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

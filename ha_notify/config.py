@@ -9,29 +9,20 @@ import ipaddress
 import math
 import os
 import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
+from ha_notify import configfile
+from ha_notify.constants import CONFIG_PATH, MAX_SECONDS, PAIR_KINDS, STATES
 from ha_notify.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 only
-    import tomli as tomllib
-
-DEFAULT_PATH = Path("/etc/ha-notify/config.toml")
-ENV_VAR = "HA_NOTIFY_CONFIG"
-STATES = ("master", "backup", "fault", "stop", "deleted")
-# Pair alerts from the watcher; a channel's ``states`` may name them too.
-PAIR_KINDS = ("split_brain", "unserved", "not_serving")
+DEFAULT_PATH = Path(CONFIG_PATH)
 LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
 MAX_PORT = 65535
 MIN_INTERVAL = 0.01  # seconds: [watch] interval below this is a typo that burns a core
-MAX_NUMBER = 1e9  # seconds (about 31 years): anything larger is a typo and overflows timers
 T = TypeVar("T")
 
 
@@ -56,32 +47,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-def resolve_path(explicit: Optional[str] = None) -> tuple[Path, bool]:
-    """Return the config path and whether the user named it (flag or environment)."""
-    if explicit:
-        return Path(explicit), True
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env), True
-    return DEFAULT_PATH, False
-
-
-def load_toml(path: Path) -> dict[str, Any]:
-    """Parse one TOML file; a syntax error names the file and the line."""
-    try:
-        with path.open("rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    except PermissionError as exc:
-        raise ConfigError(f"{path}: cannot read the config file (permission denied)") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(f"{path}: is a directory, expected a TOML file") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
 
 
 def check_private(path: Path, what: str, *, key: str) -> None:
@@ -165,9 +130,9 @@ class Table:
     def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
         def ok(v: Any) -> bool:
             number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return number and math.isfinite(v) and abs(v) <= MAX_NUMBER and (v > 0 or not positive)
+            return number and math.isfinite(v) and abs(v) <= MAX_SECONDS and (v > 0 or not positive)
 
-        expected = f"a number {'> 0 and ' if positive else ''}<= {MAX_NUMBER:g}"
+        expected = f"a number {'> 0 and ' if positive else ''}<= {MAX_SECONDS:g}"
         value = self._get(key, default, expected, ok)
         return None if value is None else float(value)
 
@@ -443,9 +408,10 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
 def load(explicit: Optional[str] = None) -> Config:
     """Load the effective config; a missing default file means "no channels"."""
-    path, named = resolve_path(explicit)
+    where, named = configfile.locate(explicit)
+    path = Path(where)
     if not path.exists():
         if named:
-            raise ConfigError(f"{path}: config file not found (from --config or ${ENV_VAR})")
+            raise configfile.not_found(path)
         return Config(path=None)
-    return parse(load_toml(path), path)
+    return parse(configfile.read(where), path)

@@ -14,6 +14,7 @@ import sys
 from time import monotonic
 
 from ha_notify.checks import CheckOptions
+from ha_notify.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
     from ha_notify.checks.base import Check
     from ha_notify.checks.settings import ChecksSettings
 
-# Same values as ha_notify.errors.ExitCode, without importing it on the healthy path.
-HEALTHY, UNHEALTHY, USAGE = 0, 1, 2
+# ha_notify.errors.ExitCode's values, without importing enum on the healthy path.
+HEALTHY, UNHEALTHY, USAGE = EXIT_OK, EXIT_FAILED, EXIT_USAGE
 DEFAULT_TIMEOUT = 2.0
 ENTRY_POINT_GROUP = "ha_notify.checks"
 BUILTIN = ("haproxy", "process")
@@ -132,10 +133,10 @@ def _number(request: CheckArgs, key: str, kind: type, option: str) -> Optional[f
     if kind is float:
         import math  # only when --timeout is given
 
-        from ha_notify.checks.settings import MAX_TIMEOUT
+        from ha_notify.constants import MAX_SECONDS
 
-        good = value is not None and math.isfinite(value) and 0 < value <= MAX_TIMEOUT
-        what = f"a number of seconds > 0 and <= {MAX_TIMEOUT:g}"
+        good = value is not None and math.isfinite(value) and 0 < value <= MAX_SECONDS
+        what = f"a number of seconds > 0 and <= {MAX_SECONDS:g}"
     else:
         good = value is not None and value >= 0
         what = "an integer >= 0"

@@ -19,7 +19,8 @@ from ha_notify.argv import hoist_config
 from ha_notify.cli import compat as cli_compat
 from ha_notify.cli.check import check_app
 from ha_notify.cli.options import ConfigOpt
-from ha_notify.config import STATES, load
+from ha_notify.config import load
+from ha_notify.constants import STATES
 from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
 from ha_notify.notify.engine import Notifier, StateChange

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime
 from typing import Any
@@ -53,13 +52,12 @@ def collect(config: Config) -> dict[str, Any]:
     dead = spool.list_dead()
     for d in dead:
         recipients += _recipients(d, "dead")
-    from ha_notify.checks.settings import DEFAULT_RUN_DIR, RUN_DIR_ENV
+    from ha_notify.checks.settings import run_dir as checks_run_dir
     from ha_notify.checks.state import last_results
 
-    run_dir = os.environ.get(RUN_DIR_ENV) or config.checks.get("run_dir") or DEFAULT_RUN_DIR
     checks = [
         {"state_file": name, "healthy": healthy, "last": text}
-        for name, healthy, text in last_results(run_dir)
+        for name, healthy, text in last_results(checks_run_dir(config.checks))
     ]
     return {
         "config": str(config.path) if config.path else None,

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ha_notify.config import STATES
+from ha_notify.constants import SCRIPT_STATES, STATES
 from ha_notify.doctor import Finding, fail, ok, warn
 from ha_notify.errors import HaNotifyError
 from ha_notify.keepalived_conf import FIFO_KEYWORDS, ScriptLine
 
-STATE_COMMANDS = ("master", "backup", "fault", "stop")
+STATE_COMMANDS = SCRIPT_STATES
 # What keepalived appends to each kind of script line, for parsing the line as it will run.
 APPENDED = {"notify": ["INSTANCE", "VI_1", "MASTER", "100"]}
 FIFO_APPENDED = ["/run/keepalived/notify.fifo"]

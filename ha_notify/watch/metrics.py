@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
+from ha_notify.constants import SCRIPT_STATES
 from ha_notify.watch.probe import RoundContext, Sample, VrrpState
 from ha_notify.watch.trackfile import AtomicFile
 
-VRRP_STATES = ("master", "backup", "fault", "stop")
+VRRP_STATES = SCRIPT_STATES
 # Series that change every round by design: alone, they do not make the file worth rewriting.
 ROUND_SERIES = frozenset(
     {"ha_notify_watch_last_round_timestamp_seconds", "ha_notify_watch_rounds_total"}
