@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -173,7 +174,7 @@ def test_deliver_spools_in_order_and_retries_after_5xx(
         }
     )
     notifier = Notifier(load(str(cfg)))
-    mine = deliver(notifier, [alert(), alert(resolved=True)])
+    mine = deliver(notifier, [alert(), alert(resolved=True)], time.monotonic() + 20)
     assert [d.channel for d in mine] == ["hook", "hook"]  # "quiet" wants unserved only
     assert [d.event.seq for d in mine] == [1, 2]
     assert len(notifier.spool.list_pending()) == 2  # the 503 stopped the group

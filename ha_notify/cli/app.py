@@ -24,6 +24,7 @@ from ha_notify.constants import STATES
 from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
 from ha_notify.notify.engine import Notifier, StateChange
+from ha_notify.notify.report import SENT
 
 # typer escapes "[required]" for rich whenever rich is importable, even with
 # rich_markup_mode=None, and plain help showed "\[required]". This CLI never uses rich.
@@ -92,7 +93,10 @@ def _notify(
         _print_rendered(notifier, notifier.preview(req), None)
         _print_folded(notifier, req)
         return ExitCode.OK
-    return notifier.notify(req)
+    report = notifier.notify(req)
+    for line in report.lines():
+        print(f"ha-notify: {line}", file=sys.stderr)
+    return ExitCode.FAILED if report.failed else ExitCode.OK
 
 
 def _state_command(state: str) -> None:
@@ -189,9 +193,9 @@ def test_(
     if not cfg.channels:
         raise UsageError(f"no channel is configured (config: {cfg.path or 'none found'})")
     results = Notifier(cfg).test(channel)
-    for name, result in results.items():
-        print(f"{name}: {result}")
-    return ExitCode.OK if all(r == "ok" for r in results.values()) else ExitCode.FAILED
+    for r in results:
+        print(f"{r.channel}: {'ok' if r.status == SENT else f'FAILED: {r.why}'}")
+    return ExitCode.OK if all(r.status == SENT for r in results) else ExitCode.FAILED
 
 
 def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) -> None:

@@ -234,19 +234,14 @@ def channel_findings(env: Environment, *, send: bool) -> list[Finding]:
 
 def _send(env: Environment) -> list[Finding]:
     from ha_notify.notify.engine import Notifier
+    from ha_notify.notify.report import SENT
 
     assert env.config is not None
-    results = Notifier(env.config).test(None)
     found = []
-    for name, result in results.items():
-        if result == "ok":
-            found.append(ok(f"send {name}", "test notification delivered"))
+    for r in Notifier(env.config).test(None):
+        if r.status == SENT:
+            found.append(ok(f"send {r.channel}", "test notification delivered"))
         else:
-            found.append(
-                fail(
-                    f"send {name}",
-                    result.removeprefix("FAILED: "),
-                    f"fix [channels.{name}], then: ha-notify test --channel {name}",
-                )
-            )
+            fix = f"fix [channels.{r.channel}], then: ha-notify test --channel {r.channel}"
+            found.append(fail(f"send {r.channel}", r.why, fix))
     return found
