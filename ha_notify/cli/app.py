@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 import typer.core
+import typer.main
 
 from ha_notify import __version__
 from ha_notify import log as logsetup
@@ -319,9 +320,31 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check an installed node: config, secrets, state_dir, channels, keepalived wiring."""
-    from ha_notify.doctor import run as run_doctor
+    from ha_notify import doctor as doc
 
-    return run_doctor(config, keepalived_config, send=send, as_json=as_json)
+    findings = doc.collect(config, keepalived_config, refusal, send=send)
+    print(doc.report(findings, as_json=as_json))
+    return ExitCode.FAILED if any(f.status == doc.FAIL for f in findings) else ExitCode.OK
+
+
+def refusal(sub: str, args: list[str]) -> Optional[str]:
+    """How this CLI would refuse ``ha-notify SUB ARGS``, or None if it accepts them (doctor
+    checks keepalived's script lines with it)."""
+    import click
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, click.Group)
+    root = click.Context(group, info_name="ha-notify")
+    command = group.get_command(root, sub)
+    if command is None:
+        return f"ha-notify has no command {sub!r}"
+    try:
+        command.make_context(sub, list(args), parent=root)
+    except click.exceptions.Exit:
+        return None
+    except click.ClickException as exc:
+        return str(exc.format_message())
+    return None
 
 
 @app.command()
