@@ -11,7 +11,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union, overload
 
 from ha_notify import configfile
 from ha_notify.constants import CONFIG_PATH, MAX_SECONDS, PAIR_KINDS, STATES
@@ -24,6 +24,7 @@ _MISSING: Any = object()
 MAX_PORT = 65535
 MIN_INTERVAL = 0.01  # seconds: [watch] interval below this is a typo that burns a core
 T = TypeVar("T")
+D = TypeVar("D")  # the type of a getter's default: None makes the result Optional
 
 
 class Secret:
@@ -99,16 +100,29 @@ class Table:
         """The raw keys and values, for ``config show`` (which masks secrets)."""
         return list(self._data.items())
 
+    @overload
+    def get_str(self, key: str, *, choices: tuple[str, ...] = ()) -> str: ...
+    @overload
+    def get_str(self, key: str, default: D, *, choices: tuple[str, ...] = ()) -> Union[str, D]: ...
     def get_str(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
+        """A non-empty string (one of ``choices`` if given)."""
         expected = "one of " + ", ".join(repr(c) for c in choices) if choices else "a string"
         value = self._get(key, default, expected, lambda v: isinstance(v, str) and v != "")
         if choices and value is not None and value not in choices:
             raise self.error(key, expected, value)
         return value
 
+    @overload
+    def get_int(self, key: str, *, minimum: int = 0, maximum: Optional[int] = None) -> int: ...
+    @overload
+    def get_int(
+        self, key: str, default: D, *, minimum: int = 0, maximum: Optional[int] = None
+    ) -> Union[int, D]: ...
     def get_int(
         self, key: str, default: Any = _MISSING, *, minimum: int = 0, maximum: Optional[int] = None
     ) -> Any:
+        """A whole number from ``minimum`` (to ``maximum``); never a bool."""
+
         def ok(v: Any) -> bool:
             whole = isinstance(v, int) and not isinstance(v, bool)
             return whole and v >= minimum and (maximum is None or v <= maximum)
@@ -116,7 +130,12 @@ class Table:
         expected = f"a whole number {minimum}-{maximum}" if maximum is not None else None
         return self._get(key, default, expected or f"a whole number >= {minimum}", ok)
 
+    @overload
+    def get_port(self, key: str) -> int: ...
+    @overload
+    def get_port(self, key: str, default: D) -> Union[int, D]: ...
     def get_port(self, key: str, default: Any = _MISSING) -> Any:
+        """A TCP port, 1-65535."""
         return self.get_int(key, default, minimum=1, maximum=MAX_PORT)
 
     def check_ports(self) -> None:
@@ -127,7 +146,13 @@ class Table:
                 if not whole or not 1 <= value <= MAX_PORT:
                     raise self.error(key, f"a port number 1-{MAX_PORT}", value)
 
+    @overload
+    def get_float(self, key: str, *, positive: bool = True) -> float: ...
+    @overload
+    def get_float(self, key: str, default: D, *, positive: bool = True) -> Union[float, D]: ...
     def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
+        """A finite number (> 0 unless ``positive=False``) up to the one duration cap."""
+
         def ok(v: Any) -> bool:
             number = isinstance(v, (int, float)) and not isinstance(v, bool)
             return number and math.isfinite(v) and abs(v) <= MAX_SECONDS and (v > 0 or not positive)
@@ -136,10 +161,23 @@ class Table:
         value = self._get(key, default, expected, ok)
         return None if value is None else float(value)
 
+    @overload
+    def get_bool(self, key: str) -> bool: ...
+    @overload
+    def get_bool(self, key: str, default: D) -> Union[bool, D]: ...
     def get_bool(self, key: str, default: Any = _MISSING) -> Any:
+        """true or false."""
         return self._get(key, default, "true or false", lambda v: isinstance(v, bool))
 
+    @overload
+    def get_list(self, key: str, *, allow_str: bool = True) -> tuple[str, ...]: ...
+    @overload
+    def get_list(
+        self, key: str, default: D, *, allow_str: bool = True
+    ) -> Union[tuple[str, ...], D]: ...
     def get_list(self, key: str, default: Any = _MISSING, *, allow_str: bool = True) -> Any:
+        """A list of non-empty strings, as a tuple (one string alone if ``allow_str``)."""
+
         def ok(v: Any) -> bool:
             if allow_str and isinstance(v, str) and v:
                 return True
@@ -153,7 +191,12 @@ class Table:
     def table(self, key: str) -> dict[str, Any]:
         return dict(self._get(key, {}, "a table", lambda v: isinstance(v, dict)))
 
+    @overload
+    def get_path(self, key: str) -> Path: ...
+    @overload
+    def get_path(self, key: str, default: D) -> Union[Path, D]: ...
     def get_path(self, key: str, default: Any = _MISSING) -> Any:
+        """An absolute path (keepalived runs scripts from /)."""
         value = self.get_str(key, default)
         if value is not None and "\x00" in str(value):
             raise self.error(key, "a path without NUL characters")
@@ -162,6 +205,10 @@ class Table:
             raise self.error(key, "an absolute path", value)
         return None if value is None else Path(value)
 
+    @overload
+    def get_path_or_off(self, key: str) -> Optional[Path]: ...
+    @overload
+    def get_path_or_off(self, key: str, default: D) -> Union[Path, D, None]: ...
     def get_path_or_off(self, key: str, default: Any = _MISSING) -> Any:
         """Like :meth:`get_path`, but ``""`` means "off" (None)."""
         if self._data.get(key) == "":

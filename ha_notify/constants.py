@@ -26,3 +26,7 @@ EXIT_USAGE = 2  # usage or configuration error; nothing was sent
 # The one cap on every configured duration (timeouts, deadline, max_age, intervals): a week.
 # Longer is a typo, and would overflow poll()'s int milliseconds.
 MAX_SECONDS = 604800.0
+
+# Entry-point groups of third-party plugins (ha_notify.plugin describes the contract).
+CHANNELS_GROUP = "ha_notify.channels"
+CHECKS_GROUP = "ha_notify.checks"

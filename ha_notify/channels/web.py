@@ -27,9 +27,9 @@ from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 from ha_notify.event import clean
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig, Secret, Table
     from ha_notify.event import Event
+    from ha_notify.plugin import Context, ProbeResult
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"ha-notify/{__version__}"
@@ -268,3 +268,14 @@ class HttpChannel:
     def preview(self, event: Event) -> str:
         """The exact payload ``send`` would POST (pretty-printed)."""
         return pretty(self.payload(event))
+
+    def targets(self) -> list[str]:
+        """The URLs ``send`` posts to (secrets revealed: never print them, only origin())."""
+        raise NotImplementedError
+
+    async def probe(self) -> list[ProbeResult]:
+        """A TCP connection and TLS handshake to each target: no request (doctor)."""
+        from ha_notify.channels import handshake
+
+        h = self.http
+        return await handshake.http(self.name, self.targets(), h.timeout, h.ca_file, h.tls_verify)

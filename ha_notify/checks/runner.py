@@ -14,7 +14,7 @@ import sys
 from time import monotonic
 
 from ha_notify.checks import CheckOptions
-from ha_notify.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ha_notify.constants import CHECKS_GROUP, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 # ha_notify.errors.ExitCode's values, without importing enum on the healthy path.
 HEALTHY, UNHEALTHY, USAGE = EXIT_OK, EXIT_FAILED, EXIT_USAGE
 DEFAULT_TIMEOUT = 2.0
-ENTRY_POINT_GROUP = "ha_notify.checks"
-BUILTIN = ("haproxy", "process")
+BUILTIN = {"haproxy": "ha_notify.checks.haproxy:check", "process": "ha_notify.checks.process:check"}
 
 # option -> (attribute, takes a value); which check accepts which option is in _ALLOWED.
 _OPTIONS = {
@@ -189,21 +188,17 @@ def resolve(name: str) -> Check:
 
 
 def _plugin(name: str) -> Check:
-    from importlib.metadata import entry_points
-
+    from ha_notify import discovery
     from ha_notify.errors import CheckError
 
-    if sys.version_info >= (3, 10):
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    else:  # pragma: no cover - Python 3.9
-        found = [ep for ep in entry_points().get(ENTRY_POINT_GROUP, []) if ep.name == name]
-    if not found:
+    found = discovery.third_party(CHECKS_GROUP, name, {})
+    if found is None:
         raise CheckError(
             f"unknown check {name!r}; built-in checks: {', '.join(BUILTIN)} "
-            f"(plugins register the entry point group {ENTRY_POINT_GROUP})"
+            f"(plugins register the entry point group {CHECKS_GROUP})"
         )
     try:
-        check: Check = found[0].load()
+        check: Check = found.load()
     except Exception as exc:  # a broken plugin is a setup problem, not an unhealthy service
         raise CheckError(f"check plugin {name!r} failed to load: {exc}") from exc
     return check

@@ -202,6 +202,7 @@ def test_(
 def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) -> None:
     from ha_notify.channels import Context as ChannelContext
     from ha_notify.channels import build
+    from ha_notify.plugin import Preview
 
     names = [channel] if channel else [c.name for c in notifier.config.channels]
     if not names:
@@ -211,10 +212,9 @@ def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) ->
     for name in names:
         cfg = notifier.config.channel(name)
         built = build(cfg, ChannelContext(notifier.renderer, notifier.config.general))
-        preview = getattr(built, "preview", None)
         print(f"===== channel {name} ({cfg.type}) =====")
-        if callable(preview):
-            print(preview(event))
+        if isinstance(built, Preview):  # the optional capability of ha_notify.plugin
+            print(built.preview(event))
         else:
             print(notifier.renderer.render("chat.md", event))
 

@@ -76,7 +76,7 @@ def collect(
     config: Optional[str], keepalived_config: Path, validate: Validate, *, send: bool = False
 ) -> list[Finding]:
     """Every finding, in the order an operator fixes things."""
-    from ha_notify.doctor import local, reach, vrrp, watcher, wiring
+    from ha_notify.doctor import installed, local, reach, vrrp, watcher, wiring
 
     findings: list[Finding] = []
     wired = wiring.Wiring.load(keepalived_config)
@@ -84,6 +84,7 @@ def collect(
     findings += _guarded("config", env.config_findings)
     findings += _guarded("secrets", env.secret_findings)
     findings += _guarded("state_dir", env.state_dir_findings)
+    findings += _guarded("plugins", installed.findings)
     findings += _guarded("channels", lambda: reach.channel_findings(env, send=send))
     findings += _guarded("keepalived.conf", lambda: wired.findings(validate))
     findings += _guarded("haproxy", lambda: local.haproxy_findings(env, wired))
