@@ -24,7 +24,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         from ha_notify.argv import hoist_config  # `ha-notify -c FILE check haproxy`
 
         args = hoist_config(args)
-    if args[:1] == ["check"] and not {"--help", "-h"} & set(args):
+    if args[:1] == ["check"]:  # --help too: written from the runner's own option table
         from ha_notify.checks.runner import main as check_main
 
         sys.exit(check_main(args[1:]))

@@ -14,6 +14,7 @@ import sys
 from time import monotonic
 
 from ha_notify.checks import CheckOptions
+from ha_notify.checks.cmdline import CHECKS, OPTIONS
 from ha_notify.constants import CHECKS_GROUP, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 TYPE_CHECKING = False
@@ -29,29 +30,8 @@ HEALTHY, UNHEALTHY, USAGE = EXIT_OK, EXIT_FAILED, EXIT_USAGE
 DEFAULT_TIMEOUT = 2.0
 BUILTIN = {"haproxy": "ha_notify.checks.haproxy:check", "process": "ha_notify.checks.process:check"}
 
-# option -> (attribute, takes a value); which check accepts which option is in _ALLOWED.
-_OPTIONS = {
-    "--config": ("config", True),
-    "-c": ("config", True),  # as in every other ha-notify command
-    "--pidfile": ("pidfile", True),
-    "--no-pidfile": ("no_pidfile", False),
-    "--timeout": ("timeout", True),
-    "--socket": ("socket", True),
-    "--haproxy-config": ("haproxy_config", True),
-    "--deep": ("deep", False),
-    "--no-deep": ("no_deep", False),
-    "--min-up": ("min_up", True),
-    "--ignore-backend": ("ignore_backend", True),
-}
-_COMMON = frozenset({"--config", "-c", "--pidfile", "--no-pidfile", "--timeout"})
-_ALLOWED = {"haproxy": frozenset(_OPTIONS), "process": _COMMON}
-USAGE_TEXT = {
-    "haproxy": "ha-notify check haproxy [--pidfile P | --no-pidfile] [--socket PATH] "
-    "[--haproxy-config FILE] [--deep] [--min-up N] [--ignore-backend NAME]... "
-    "[--timeout S] [--config PATH]",
-    "process": "ha-notify check process NAME [--pidfile P | --no-pidfile] [--timeout S] "
-    "[--config PATH]",
-}
+# Which check accepts which option: checks/cmdline.py, shared with --help (checks/usage.py).
+_ALLOWED = {name: frozenset(spec[1]) for name, spec in CHECKS.items()}
 
 
 class CheckArgs:
@@ -75,7 +55,7 @@ def parse_args(argv: list[str]) -> CheckArgs:
     """Parse ``NAME [ARGS] [OPTIONS]`` (``--opt VALUE`` and ``--opt=VALUE``)."""
     if not argv or argv[0].startswith("-"):
         raise _usage(
-            "which check? usage: ha-notify check haproxy|process NAME [OPTIONS] "
+            f"which check? usage: ha-notify check {'|'.join(CHECKS)} NAME [OPTIONS] "
             "(see ha-notify check --help)"
         )
     request = CheckArgs(argv[0])
@@ -90,13 +70,14 @@ def parse_args(argv: list[str]) -> CheckArgs:
             only_args = True
             continue
         option, has_value, value = item.partition("=")
-        known = _OPTIONS.get(option)
+        known = OPTIONS.get(option)
         if allowed is None and option not in ("--config", "-c", "--timeout"):
             request.args.append(item)  # a third-party check parses its own options
             continue
         if known is None or (allowed is not None and option not in allowed):
             raise _usage(f"check {request.name}: unknown option {option}; usage: {_text(request)}")
-        attribute, takes_value = known
+        attribute, metavar, _ = known
+        takes_value = bool(metavar)
         if takes_value and not has_value:
             value = next(items, "")
             if not value or value.startswith("--"):
@@ -117,7 +98,9 @@ def parse_args(argv: list[str]) -> CheckArgs:
 
 
 def _text(request: CheckArgs) -> str:
-    return USAGE_TEXT.get(request.name, f"ha-notify check {request.name} [ARGS]")
+    from ha_notify.checks.usage import usage
+
+    return usage(request.name)
 
 
 def _number(request: CheckArgs, key: str, kind: type, option: str) -> Optional[float]:
@@ -246,6 +229,12 @@ def _failure(exc: Exception, argv: list[str], run_dir: Optional[str]) -> tuple[i
 
 def main(argv: list[str]) -> int:
     """Run ``ha-notify check ARGV``; the return value is the exit code."""
+    builtin = argv[0] if argv and argv[0] in CHECKS else ""
+    if {"-h", "--help"} & set(argv if builtin else argv[:1]):  # a plugin parses its own
+        from ha_notify.checks.usage import help_text
+
+        sys.stdout.write(help_text(builtin))
+        return HEALTHY
     code, result, error = run(argv)
     if result is None:
         sys.stderr.write(f"ha-notify: error: {error}\n")
