@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 
+from ha_notify.constants import STATES
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~4 ms per check
 if TYPE_CHECKING:
     from typing import Optional
 
 
-NOTIFY_COMMANDS = ("master", "backup", "fault", "stop", "deleted", "notify")
+NOTIFY_COMMANDS = (*STATES, "notify")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -22,7 +24,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         from ha_notify.argv import hoist_config  # `ha-notify -c FILE check haproxy`
 
         args = hoist_config(args)
-    if args[:1] == ["check"] and not {"--help", "-h"} & set(args):
+    if args[:1] == ["check"]:  # --help too: written from the runner's own option table
         from ha_notify.checks.runner import main as check_main
 
         sys.exit(check_main(args[1:]))
@@ -35,7 +37,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from ha_notify import aio
 
     aio.anchor_process_start()  # a notify's deadline counts from here, not from its imports
-    from ha_notify.cli import run
+    from ha_notify.cli.app import run
 
     sys.exit(run(args))
 

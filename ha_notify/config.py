@@ -9,30 +9,22 @@ import ipaddress
 import math
 import os
 import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union, overload
 
+from ha_notify import configfile
+from ha_notify.constants import CONFIG_PATH, MAX_SECONDS, PAIR_KINDS, STATES
 from ha_notify.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 only
-    import tomli as tomllib
-
-DEFAULT_PATH = Path("/etc/ha-notify/config.toml")
-ENV_VAR = "HA_NOTIFY_CONFIG"
-STATES = ("master", "backup", "fault", "stop", "deleted")
-# Pair alerts from the watcher; a channel's ``states`` may name them too.
-PAIR_KINDS = ("split_brain", "unserved", "not_serving")
+DEFAULT_PATH = Path(CONFIG_PATH)
 LANGUAGES = ("en", "zh_CN")
 SECRET_KEYS = ("password", "secret", "token", "api_key", "webhook_key")
 _MISSING: Any = object()
 MAX_PORT = 65535
 MIN_INTERVAL = 0.01  # seconds: [watch] interval below this is a typo that burns a core
-MAX_NUMBER = 1e9  # seconds (about 31 years): anything larger is a typo and overflows timers
 T = TypeVar("T")
+D = TypeVar("D")  # the type of a getter's default: None makes the result Optional
 
 
 class Secret:
@@ -56,32 +48,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-def resolve_path(explicit: Optional[str] = None) -> tuple[Path, bool]:
-    """Return the config path and whether the user named it (flag or environment)."""
-    if explicit:
-        return Path(explicit), True
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env), True
-    return DEFAULT_PATH, False
-
-
-def load_toml(path: Path) -> dict[str, Any]:
-    """Parse one TOML file; a syntax error names the file and the line."""
-    try:
-        with path.open("rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    except PermissionError as exc:
-        raise ConfigError(f"{path}: cannot read the config file (permission denied)") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(f"{path}: is a directory, expected a TOML file") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
 
 
 def check_private(path: Path, what: str, *, key: str) -> None:
@@ -134,16 +100,29 @@ class Table:
         """The raw keys and values, for ``config show`` (which masks secrets)."""
         return list(self._data.items())
 
+    @overload
+    def get_str(self, key: str, *, choices: tuple[str, ...] = ()) -> str: ...
+    @overload
+    def get_str(self, key: str, default: D, *, choices: tuple[str, ...] = ()) -> Union[str, D]: ...
     def get_str(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = ()) -> Any:
+        """A non-empty string (one of ``choices`` if given)."""
         expected = "one of " + ", ".join(repr(c) for c in choices) if choices else "a string"
         value = self._get(key, default, expected, lambda v: isinstance(v, str) and v != "")
         if choices and value is not None and value not in choices:
             raise self.error(key, expected, value)
         return value
 
+    @overload
+    def get_int(self, key: str, *, minimum: int = 0, maximum: Optional[int] = None) -> int: ...
+    @overload
+    def get_int(
+        self, key: str, default: D, *, minimum: int = 0, maximum: Optional[int] = None
+    ) -> Union[int, D]: ...
     def get_int(
         self, key: str, default: Any = _MISSING, *, minimum: int = 0, maximum: Optional[int] = None
     ) -> Any:
+        """A whole number from ``minimum`` (to ``maximum``); never a bool."""
+
         def ok(v: Any) -> bool:
             whole = isinstance(v, int) and not isinstance(v, bool)
             return whole and v >= minimum and (maximum is None or v <= maximum)
@@ -151,7 +130,12 @@ class Table:
         expected = f"a whole number {minimum}-{maximum}" if maximum is not None else None
         return self._get(key, default, expected or f"a whole number >= {minimum}", ok)
 
+    @overload
+    def get_port(self, key: str) -> int: ...
+    @overload
+    def get_port(self, key: str, default: D) -> Union[int, D]: ...
     def get_port(self, key: str, default: Any = _MISSING) -> Any:
+        """A TCP port, 1-65535."""
         return self.get_int(key, default, minimum=1, maximum=MAX_PORT)
 
     def check_ports(self) -> None:
@@ -162,19 +146,38 @@ class Table:
                 if not whole or not 1 <= value <= MAX_PORT:
                     raise self.error(key, f"a port number 1-{MAX_PORT}", value)
 
+    @overload
+    def get_float(self, key: str, *, positive: bool = True) -> float: ...
+    @overload
+    def get_float(self, key: str, default: D, *, positive: bool = True) -> Union[float, D]: ...
     def get_float(self, key: str, default: Any = _MISSING, *, positive: bool = True) -> Any:
+        """A finite number (> 0 unless ``positive=False``) up to the one duration cap."""
+
         def ok(v: Any) -> bool:
             number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return number and math.isfinite(v) and abs(v) <= MAX_NUMBER and (v > 0 or not positive)
+            return number and math.isfinite(v) and abs(v) <= MAX_SECONDS and (v > 0 or not positive)
 
-        expected = f"a number {'> 0 and ' if positive else ''}<= {MAX_NUMBER:g}"
+        expected = f"a number {'> 0 and ' if positive else ''}<= {MAX_SECONDS:g}"
         value = self._get(key, default, expected, ok)
         return None if value is None else float(value)
 
+    @overload
+    def get_bool(self, key: str) -> bool: ...
+    @overload
+    def get_bool(self, key: str, default: D) -> Union[bool, D]: ...
     def get_bool(self, key: str, default: Any = _MISSING) -> Any:
+        """true or false."""
         return self._get(key, default, "true or false", lambda v: isinstance(v, bool))
 
+    @overload
+    def get_list(self, key: str, *, allow_str: bool = True) -> tuple[str, ...]: ...
+    @overload
+    def get_list(
+        self, key: str, default: D, *, allow_str: bool = True
+    ) -> Union[tuple[str, ...], D]: ...
     def get_list(self, key: str, default: Any = _MISSING, *, allow_str: bool = True) -> Any:
+        """A list of non-empty strings, as a tuple (one string alone if ``allow_str``)."""
+
         def ok(v: Any) -> bool:
             if allow_str and isinstance(v, str) and v:
                 return True
@@ -188,7 +191,12 @@ class Table:
     def table(self, key: str) -> dict[str, Any]:
         return dict(self._get(key, {}, "a table", lambda v: isinstance(v, dict)))
 
+    @overload
+    def get_path(self, key: str) -> Path: ...
+    @overload
+    def get_path(self, key: str, default: D) -> Union[Path, D]: ...
     def get_path(self, key: str, default: Any = _MISSING) -> Any:
+        """An absolute path (keepalived runs scripts from /)."""
         value = self.get_str(key, default)
         if value is not None and "\x00" in str(value):
             raise self.error(key, "a path without NUL characters")
@@ -197,6 +205,10 @@ class Table:
             raise self.error(key, "an absolute path", value)
         return None if value is None else Path(value)
 
+    @overload
+    def get_path_or_off(self, key: str) -> Optional[Path]: ...
+    @overload
+    def get_path_or_off(self, key: str, default: D) -> Union[Path, D, None]: ...
     def get_path_or_off(self, key: str, default: Any = _MISSING) -> Any:
         """Like :meth:`get_path`, but ``""`` means "off" (None)."""
         if self._data.get(key) == "":
@@ -443,9 +455,10 @@ def parse(data: dict[str, Any], path: Path) -> Config:
 
 def load(explicit: Optional[str] = None) -> Config:
     """Load the effective config; a missing default file means "no channels"."""
-    path, named = resolve_path(explicit)
+    where, named = configfile.locate(explicit)
+    path = Path(where)
     if not path.exists():
         if named:
-            raise ConfigError(f"{path}: config file not found (from --config or ${ENV_VAR})")
+            raise configfile.not_found(path)
         return Config(path=None)
-    return parse(load_toml(path), path)
+    return parse(configfile.read(where), path)

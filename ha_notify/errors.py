@@ -5,13 +5,15 @@ from __future__ import annotations
 import enum
 from typing import Optional
 
+from ha_notify.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 
 class ExitCode(enum.IntEnum):
     """Exit codes of every command (see the README's table)."""
 
-    OK = 0  # notify: delivered or safely spooled; check: healthy
-    FAILED = 1  # notify: neither delivered nor spooled; check: unhealthy
-    USAGE = 2  # usage or configuration error; nothing was sent
+    OK = EXIT_OK
+    FAILED = EXIT_FAILED
+    USAGE = EXIT_USAGE
 
 
 class HaNotifyError(Exception):

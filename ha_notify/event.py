@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
-from ha_notify.config import PAIR_KINDS, STATES
+from ha_notify.constants import PAIR_KINDS, STATES
 from ha_notify.errors import UsageError
 
 KINDS = ("INSTANCE", "GROUP")

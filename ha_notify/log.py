@@ -8,8 +8,7 @@ import os
 import socket
 import sys
 
-SYSLOG_ENV = "HA_NOTIFY_SYSLOG"  # another syslog socket (tests); "off" disables syslog
-STDERR_ENV = "HA_NOTIFY_LOG_STDERR"  # "1": log to stderr even when it is not a terminal
+from ha_notify.constants import STDERR_ENV, SYSLOG_ENV
 
 
 class _SysLog(logging.handlers.SysLogHandler):

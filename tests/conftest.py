@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 import trustme
 
-from ha_notify.cli import run
+from ha_notify.cli.app import run
 from tests.smtp_server import SilentServer, SMTPServer
 
 BIN = Path(sys.executable).parent / "ha-notify"

@@ -26,7 +26,7 @@ import pytest
 from ha_notify.channels import Channel, Context, build
 from ha_notify.config import parse
 from ha_notify.event import Event, Node
-from ha_notify.render import Renderer
+from ha_notify.notify.render import Renderer
 
 GUARD = 10.0  # seconds a held or hanging answer waits at most: a hang guard, not a limit
 Body = Union[bytes, str, dict[str, Any], list[Any]]

@@ -45,7 +45,7 @@ def write_config(folder: Path, url: str, *, channels: tuple[str, ...] = ("hook",
 
 def dead_counts(cfg: Path) -> dict[str, int]:
     from ha_notify.config import load
-    from ha_notify.spool import Spool
+    from ha_notify.notify.spool import Spool
 
     counts = Spool(load(cfg).general.state_dir).counts()
     return dict(counts["dead"])

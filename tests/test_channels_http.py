@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ha_notify.channels.http import retry_after
+from ha_notify.channels.web import retry_after
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 from tests.http_recorder import Answer, Recorder, channel, send, server_fixture  # noqa: F401
 
@@ -123,7 +123,7 @@ def test_tls_verify_false_warns_on_every_send(tls_server: Recorder, tmp_path: Pa
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("ha_notify.channels.http")
+    logger = logging.getLogger("ha_notify.channels.web")
     logger.addHandler(handler)
     try:
         ch = channel(tmp_path, hook(tls_server.url(), tls_verify=False))

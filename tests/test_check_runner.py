@@ -12,6 +12,7 @@ from typing import Callable
 
 import pytest
 
+from ha_notify import configfile
 from ha_notify.checks import CheckResult, files, runner, settings, state
 from ha_notify.errors import ConfigError, ExitCode, UsageError
 from tests.haproxy_helpers import REPO, CheckRun
@@ -29,7 +30,7 @@ FORBIDDEN = (
     "logging",
     "logging.handlers",
     "asyncio",
-    "ha_notify.cli",
+    "ha_notify.cli.app",
     "ha_notify.config",
 )
 
@@ -94,23 +95,26 @@ def test_parse_args_errors(argv: list[str], message: str) -> None:
         (["--timeout", "0"], "--timeout expects a number of seconds > 0"),
         (
             ["--timeout", "soon"],
-            "--timeout expects a number of seconds > 0 and <= 86400, got 'soon'",
+            "--timeout expects a number of seconds > 0 and <= 604800, got 'soon'",
         ),
         (["--min-up", "-1"], "--min-up expects an integer >= 0, got '-1'"),
         (["--min-up", "1.5"], "--min-up expects an integer >= 0"),
-        (["--timeout", "inf"], "--timeout expects a number of seconds > 0 and <= 86400, got 'inf'"),
+        (
+            ["--timeout", "inf"],
+            "--timeout expects a number of seconds > 0 and <= 604800, got 'inf'",
+        ),
         (
             ["--timeout", "-inf"],
-            "--timeout expects a number of seconds > 0 and <= 86400, got '-inf'",
+            "--timeout expects a number of seconds > 0 and <= 604800, got '-inf'",
         ),
-        (["--timeout=nan"], "--timeout expects a number of seconds > 0 and <= 86400, got 'nan'"),
+        (["--timeout=nan"], "--timeout expects a number of seconds > 0 and <= 604800, got 'nan'"),
         (
             ["--timeout", "1e400"],
-            "--timeout expects a number of seconds > 0 and <= 86400, got '1e400'",
+            "--timeout expects a number of seconds > 0 and <= 604800, got '1e400'",
         ),
         (
             ["--timeout", "1e300"],
-            "--timeout expects a number of seconds > 0 and <= 86400, got '1e300'",
+            "--timeout expects a number of seconds > 0 and <= 604800, got '1e300'",
         ),
     ],
 )
@@ -137,11 +141,11 @@ def test_bad_numbers_exit_2(tmp_path: Path, args: list[str], message: str) -> No
         ),
         (
             "[checks.haproxy]\ntimeout = inf\n",
-            "checks.haproxy.timeout: expected a number of seconds > 0 and <= 86400, got inf",
+            "checks.haproxy.timeout: expected a number of seconds > 0 and <= 604800, got inf",
         ),
         (
             "[checks.process.nginx]\ntimeout = nan\n",
-            "checks.process.nginx.timeout: expected a number of seconds > 0 and <= 86400, got nan",
+            "checks.process.nginx.timeout: expected a number of seconds > 0 and <= 604800, got nan",
         ),
         (
             "[checks.haproxy]\nmin_up = inf\n",
@@ -216,7 +220,7 @@ def test_missing_default_config_means_defaults(
     """Without a config file, every setting has its default."""
     monkeypatch.delenv("HA_NOTIFY_CONFIG", raising=False)
     monkeypatch.setenv("HA_NOTIFY_RUN_DIR", str(tmp_path / "run"))
-    monkeypatch.setattr(settings, "DEFAULT_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setattr(configfile, "CONFIG_PATH", str(tmp_path / "absent.toml"))
     loaded = settings.load()
     assert (loaded.path, loaded.run_dir, loaded.checks) == (None, str(tmp_path / "run"), {})
     options = runner.build_options(runner.parse_args(["haproxy"]), loaded, 100.0)

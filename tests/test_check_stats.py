@@ -12,7 +12,7 @@ INFO = "Name: HAProxy\nVersion: 2.6.12\nPid: 42\nStopping: 0\n\n"
 HEADER = "# pxname,svname,qcur,status,type\n"
 
 
-def reply(*rows: str) -> stats.Reply:
+def reply(*rows: str) -> stats.StatsReply:
     """A parsed answer with these `show stat` rows (pxname,svname,qcur,status,type)."""
     return stats.parse(INFO + HEADER + "".join(row + "\n" for row in rows) + "\n")
 

@@ -198,7 +198,7 @@ def test_tail_of_an_overlong_line_is_not_an_event() -> None:
     import queue
     import threading
 
-    from ha_notify.fifo import _reader
+    from ha_notify.notify.fifo import _reader
 
     read_fd, write_fd = os.pipe()
     lines: queue.Queue[str] = queue.Queue()

@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ha_notify.channels import Context, build
-from ha_notify.channels.http import Http, compact
-from ha_notify.cli import run
+from ha_notify.channels.web import Http, compact
+from ha_notify.cli.app import run
 from ha_notify.config import STATES, Table, parse
 from ha_notify.errors import ChannelError, ConfigError, UsageError
 from ha_notify.event import Event, Node, clean, parse_fifo_line, parse_name
-from ha_notify.render import Renderer
+from ha_notify.notify.render import Renderer
 from tests.conftest import Result, WriteConfig, mail_channel
 from tests.smtp_server import SMTPServer, free_port
 

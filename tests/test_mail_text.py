@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ha_notify.event import TEST, Event, Node
-from ha_notify.render import Renderer
+from ha_notify.notify.render import Renderer
 
 LANGUAGES = ("en", "zh_CN")
 BODIES = ("body.txt", "body.html", "chat.md")

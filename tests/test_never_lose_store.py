@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ha_notify.event import FLAPPING, TRANSITION
-from ha_notify.spool import Spool
-from ha_notify.state import SUPPRESSED, StateStore
+from ha_notify.notify.spool import Spool
+from ha_notify.notify.store import SUPPRESSED, StateStore
 from tests.conftest import WriteConfig, mail_channel, run_bin
 from tests.http_recorder import Answer, Recorder, Request, server_fixture  # noqa: F401
 from tests.smtp_server import SMTPServer

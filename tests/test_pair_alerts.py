@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
@@ -14,9 +15,9 @@ import pytest
 
 from ha_notify.config import load
 from ha_notify.event import Event, FifoSignal, Node, Pair, parse_fifo_signal
-from ha_notify.fifo import FifoServer
-from ha_notify.notify import Notifier
-from ha_notify.render import Renderer
+from ha_notify.notify.engine import Notifier
+from ha_notify.notify.fifo import FifoServer
+from ha_notify.notify.render import Renderer
 from ha_notify.watch.pair import Alert, deliver, to_event
 from ha_notify.watch.vips import Vip
 from tests.conftest import WriteConfig
@@ -173,7 +174,7 @@ def test_deliver_spools_in_order_and_retries_after_5xx(
         }
     )
     notifier = Notifier(load(str(cfg)))
-    mine = deliver(notifier, [alert(), alert(resolved=True)])
+    mine = deliver(notifier, [alert(), alert(resolved=True)], time.monotonic() + 20)
     assert [d.channel for d in mine] == ["hook", "hook"]  # "quiet" wants unserved only
     assert [d.event.seq for d in mine] == [1, 2]
     assert len(notifier.spool.list_pending()) == 2  # the 503 stopped the group

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ha_notify.event import FLAPPING, Event, Node, Transition
-from ha_notify.render import TEMPLATES, Renderer
+from ha_notify.notify.render import TEMPLATES, Renderer
 
 
 def event(**changes: object) -> Event:

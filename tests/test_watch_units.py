@@ -287,7 +287,7 @@ def test_metrics_pass_promtool(tmp_path: Path) -> None:
 def test_spool_depth_is_counted_per_channel(tmp_path: Path) -> None:
     """Pending and dead deliveries appear per channel, re-read when the spool changes."""
     from ha_notify.event import Event, Node
-    from ha_notify.spool import Spool
+    from ha_notify.notify.spool import Spool
 
     state = tmp_path / "state"
     probe = NodeMetrics(state, ["mail"])

@@ -26,14 +26,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import Auth, HttpChannel, check_url
 from ha_notify.channels.markup import plain
+from ha_notify.channels.web import Auth, HttpChannel, check_url
 from ha_notify.errors import ChannelError, ChannelTimeoutError
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 log = logging.getLogger(__name__)
 PATH = "/api/v2/alerts"
@@ -63,6 +63,9 @@ class AlertmanagerChannel(HttpChannel):
         self.require_all: bool = t.get_bool("require_all", False)
         self.generator_url: str = t.get_str("generator_url", "")
         self.auth = Auth(t)
+
+    def targets(self) -> list[str]:
+        return list(self.urls)
 
     def alert(self, event: Event, state: str, severity: str) -> dict[str, Any]:
         labels = {

@@ -17,9 +17,9 @@ from ha_notify.channels.markup import unescape
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 
 def _apprise(where: str) -> Any:

@@ -13,13 +13,13 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from ha_notify.channels.http import HttpChannel, url_option
 from ha_notify.channels.markup import fit
+from ha_notify.channels.web import HttpChannel, url_option
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 RATE_LIMITED = (130101,)  # "send too fast": 20 messages a minute per robot
 FATAL = {
@@ -51,6 +51,9 @@ class DingTalkChannel(HttpChannel):
         self.secret = t.secret("secret")
         self.at_mobiles: tuple[str, ...] = t.get_list("at_mobiles", ())
         self.at_all: bool = t.get_bool("at_all", False)
+
+    def targets(self) -> list[str]:
+        return [self.url.reveal()]
 
     def payload(self, event: Event) -> dict[str, Any]:
         text = self.renderer.render("chat.md", event)

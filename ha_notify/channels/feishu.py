@@ -12,13 +12,13 @@ import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import HttpChannel, pretty, url_option
 from ha_notify.channels.markup import fit
+from ha_notify.channels.web import HttpChannel, pretty, url_option
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 RATE_LIMITED = (11232, 9499)  # 100 a minute and 5 a second per bot
 FATAL = {
@@ -44,6 +44,9 @@ class FeishuChannel(HttpChannel):
         super().__init__(config, context)
         self.url = url_option(config.options)
         self.secret = config.options.secret("secret")
+
+    def targets(self) -> list[str]:
+        return [self.url.reveal()]
 
     def payload(self, event: Event) -> dict[str, Any]:
         title = {"tag": "plain_text", "content": self.renderer.subject(event)}

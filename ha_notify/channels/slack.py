@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import HttpChannel, snippet, url_option
 from ha_notify.channels.markup import fit, slack_mrkdwn
+from ha_notify.channels.web import HttpChannel, snippet, url_option
 from ha_notify.errors import ChannelError
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 
 class SlackChannel(HttpChannel):
@@ -20,6 +20,9 @@ class SlackChannel(HttpChannel):
     def __init__(self, config: ChannelConfig, context: Context) -> None:
         super().__init__(config, context)
         self.url = url_option(config.options)
+
+    def targets(self) -> list[str]:
+        return [self.url.reveal()]
 
     def payload(self, event: Event) -> dict[str, Any]:
         text = fit(slack_mrkdwn(self.renderer.render("chat.md", event)), 3000)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import HttpChannel, url_option
 from ha_notify.channels.markup import fit
+from ha_notify.channels.web import HttpChannel, url_option
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 CARD = "application/vnd.microsoft.card.adaptive"
 STYLES = {"fault": "attention", "stop": "warning", "master": "good"}
@@ -26,6 +26,9 @@ class TeamsChannel(HttpChannel):
     def __init__(self, config: ChannelConfig, context: Context) -> None:
         super().__init__(config, context)
         self.url = url_option(config.options)
+
+    def targets(self) -> list[str]:
+        return [self.url.reveal()]
 
     def payload(self, event: Event) -> dict[str, Any]:
         subject = self.renderer.subject(event)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Union
 
-from ha_notify.channels.http import HttpChannel, check_url, snippet
 from ha_notify.channels.markup import fit, telegram_html
+from ha_notify.channels.web import HttpChannel, check_url, snippet
 from ha_notify.errors import ChannelError, ConfigError
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig, Table
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 API_URL = "https://api.telegram.org"
 
@@ -37,6 +37,9 @@ class TelegramChannel(HttpChannel):
         self.api_url: str = check_url(t, "api_url", t.get_str("api_url", API_URL)).rstrip("/")
         self.thread_id = t.get_int("message_thread_id", None, minimum=1)
         self.silent: bool = t.get_bool("disable_notification", False)
+
+    def targets(self) -> list[str]:
+        return [self.api_url]
 
     def payload(self, event: Event) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -14,13 +14,13 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from ha_notify.channels.http import Auth, HttpChannel, check_url, compact
+from ha_notify.channels.web import Auth, HttpChannel, check_url, compact
 from ha_notify.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig, Table
     from ha_notify.event import Event
+    from ha_notify.plugin import Context
 
 VERSION = 1
 SIGNATURE = "X-HA-Notify-Signature"
@@ -53,6 +53,9 @@ class WebhookChannel(HttpChannel):
         self.secret = t.secret("secret")
         self.headers = extra_headers(t)
         self.auth = Auth(t)
+
+    def targets(self) -> list[str]:
+        return [self.url]
 
     def payload(self, event: Event, sent_at: int = 0) -> dict[str, Any]:
         return {

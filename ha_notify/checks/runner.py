@@ -1,7 +1,7 @@
 """``ha-notify check NAME [OPTIONS]``: the outer function of the check commands.
 
 ``ha_notify.__main__`` calls :func:`main` before typer is imported, so this module parses its
-own arguments (typer's ``check`` commands in ``ha_notify.cli`` only exist for ``--help`` and
+own arguments (typer's ``check`` commands in ``ha_notify.cli.app`` only exist for ``--help`` and
 forward here), turns errors into exit codes, prints one line on stderr when unhealthy, and
 tells syslog when a result changes. Nothing here imports more than the interpreter already
 has loaded, on the healthy path; ``ha_notify.errors`` is imported only when an error occurs.
@@ -14,6 +14,8 @@ import sys
 from time import monotonic
 
 from ha_notify.checks import CheckOptions
+from ha_notify.checks.cmdline import CHECKS, OPTIONS
+from ha_notify.constants import CHECKS_GROUP, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,38 +25,16 @@ if TYPE_CHECKING:
     from ha_notify.checks.base import Check
     from ha_notify.checks.settings import ChecksSettings
 
-# Same values as ha_notify.errors.ExitCode, without importing it on the healthy path.
-HEALTHY, UNHEALTHY, USAGE = 0, 1, 2
+# ha_notify.errors.ExitCode's values, without importing enum on the healthy path.
+HEALTHY, UNHEALTHY, USAGE = EXIT_OK, EXIT_FAILED, EXIT_USAGE
 DEFAULT_TIMEOUT = 2.0
-ENTRY_POINT_GROUP = "ha_notify.checks"
-BUILTIN = ("haproxy", "process")
+BUILTIN = {"haproxy": "ha_notify.checks.haproxy:check", "process": "ha_notify.checks.process:check"}
 
-# option -> (attribute, takes a value); which check accepts which option is in _ALLOWED.
-_OPTIONS = {
-    "--config": ("config", True),
-    "-c": ("config", True),  # as in every other ha-notify command
-    "--pidfile": ("pidfile", True),
-    "--no-pidfile": ("no_pidfile", False),
-    "--timeout": ("timeout", True),
-    "--socket": ("socket", True),
-    "--haproxy-config": ("haproxy_config", True),
-    "--deep": ("deep", False),
-    "--no-deep": ("no_deep", False),
-    "--min-up": ("min_up", True),
-    "--ignore-backend": ("ignore_backend", True),
-}
-_COMMON = frozenset({"--config", "-c", "--pidfile", "--no-pidfile", "--timeout"})
-_ALLOWED = {"haproxy": frozenset(_OPTIONS), "process": _COMMON}
-USAGE_TEXT = {
-    "haproxy": "ha-notify check haproxy [--pidfile P | --no-pidfile] [--socket PATH] "
-    "[--haproxy-config FILE] [--deep] [--min-up N] [--ignore-backend NAME]... "
-    "[--timeout S] [--config PATH]",
-    "process": "ha-notify check process NAME [--pidfile P | --no-pidfile] [--timeout S] "
-    "[--config PATH]",
-}
+# Which check accepts which option: checks/cmdline.py, shared with --help (checks/usage.py).
+_ALLOWED = {name: frozenset(spec[1]) for name, spec in CHECKS.items()}
 
 
-class Request:
+class CheckArgs:
     """The command line of one check, parsed but not yet merged with the config."""
 
     def __init__(self, name: str) -> None:
@@ -71,14 +51,14 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-def parse_args(argv: list[str]) -> Request:
+def parse_args(argv: list[str]) -> CheckArgs:
     """Parse ``NAME [ARGS] [OPTIONS]`` (``--opt VALUE`` and ``--opt=VALUE``)."""
     if not argv or argv[0].startswith("-"):
         raise _usage(
-            "which check? usage: ha-notify check haproxy|process NAME [OPTIONS] "
+            f"which check? usage: ha-notify check {'|'.join(CHECKS)} NAME [OPTIONS] "
             "(see ha-notify check --help)"
         )
-    request = Request(argv[0])
+    request = CheckArgs(argv[0])
     allowed = _ALLOWED.get(request.name)
     items = iter(argv[1:])
     only_args = False
@@ -90,13 +70,14 @@ def parse_args(argv: list[str]) -> Request:
             only_args = True
             continue
         option, has_value, value = item.partition("=")
-        known = _OPTIONS.get(option)
+        known = OPTIONS.get(option)
         if allowed is None and option not in ("--config", "-c", "--timeout"):
             request.args.append(item)  # a third-party check parses its own options
             continue
         if known is None or (allowed is not None and option not in allowed):
             raise _usage(f"check {request.name}: unknown option {option}; usage: {_text(request)}")
-        attribute, takes_value = known
+        attribute, metavar, _ = known
+        takes_value = bool(metavar)
         if takes_value and not has_value:
             value = next(items, "")
             if not value or value.startswith("--"):
@@ -116,11 +97,13 @@ def parse_args(argv: list[str]) -> Request:
     return request
 
 
-def _text(request: Request) -> str:
-    return USAGE_TEXT.get(request.name, f"ha-notify check {request.name} [ARGS]")
+def _text(request: CheckArgs) -> str:
+    from ha_notify.checks.usage import usage
+
+    return usage(request.name)
 
 
-def _number(request: Request, key: str, kind: type, option: str) -> Optional[float]:
+def _number(request: CheckArgs, key: str, kind: type, option: str) -> Optional[float]:
     raw = request.values.get(key)
     if raw is None:
         return None
@@ -132,10 +115,10 @@ def _number(request: Request, key: str, kind: type, option: str) -> Optional[flo
     if kind is float:
         import math  # only when --timeout is given
 
-        from ha_notify.checks.settings import MAX_TIMEOUT
+        from ha_notify.constants import MAX_SECONDS
 
-        good = value is not None and math.isfinite(value) and 0 < value <= MAX_TIMEOUT
-        what = f"a number of seconds > 0 and <= {MAX_TIMEOUT:g}"
+        good = value is not None and math.isfinite(value) and 0 < value <= MAX_SECONDS
+        what = f"a number of seconds > 0 and <= {MAX_SECONDS:g}"
     else:
         good = value is not None and value >= 0
         what = "an integer >= 0"
@@ -144,7 +127,7 @@ def _number(request: Request, key: str, kind: type, option: str) -> Optional[flo
     return value
 
 
-def build_options(request: Request, settings: ChecksSettings, start: float) -> CheckOptions:
+def build_options(request: CheckArgs, settings: ChecksSettings, start: float) -> CheckOptions:
     """Merge: command line over ``[checks.NAME]`` over defaults."""
     conf = settings.for_check(request.name, tuple(request.args))
     timeout = _number(request, "timeout", float, "--timeout") or conf.timeout
@@ -188,21 +171,17 @@ def resolve(name: str) -> Check:
 
 
 def _plugin(name: str) -> Check:
-    from importlib.metadata import entry_points
-
+    from ha_notify import discovery
     from ha_notify.errors import CheckError
 
-    if sys.version_info >= (3, 10):
-        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    else:  # pragma: no cover - Python 3.9
-        found = [ep for ep in entry_points().get(ENTRY_POINT_GROUP, []) if ep.name == name]
-    if not found:
+    found = discovery.third_party(CHECKS_GROUP, name, {})
+    if found is None:
         raise CheckError(
             f"unknown check {name!r}; built-in checks: {', '.join(BUILTIN)} "
-            f"(plugins register the entry point group {ENTRY_POINT_GROUP})"
+            f"(plugins register the entry point group {CHECKS_GROUP})"
         )
     try:
-        check: Check = found[0].load()
+        check: Check = found.load()
     except Exception as exc:  # a broken plugin is a setup problem, not an unhealthy service
         raise CheckError(f"check plugin {name!r} failed to load: {exc}") from exc
     return check
@@ -250,6 +229,12 @@ def _failure(exc: Exception, argv: list[str], run_dir: Optional[str]) -> tuple[i
 
 def main(argv: list[str]) -> int:
     """Run ``ha-notify check ARGV``; the return value is the exit code."""
+    builtin = argv[0] if argv and argv[0] in CHECKS else ""
+    if {"-h", "--help"} & set(argv if builtin else argv[:1]):  # a plugin parses its own
+        from ha_notify.checks.usage import help_text
+
+        sys.stdout.write(help_text(builtin))
+        return HEALTHY
     code, result, error = run(argv)
     if result is None:
         sys.stderr.write(f"ha-notify: error: {error}\n")

@@ -13,19 +13,16 @@ from __future__ import annotations
 import marshal
 import os
 import stat
-import sys
 
+from ha_notify import configfile
 from ha_notify.checks import _Frozen
 from ha_notify.checks.files import write_replace
+from ha_notify.constants import MAX_SECONDS, RUN_DIR, RUN_DIR_ENV
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-DEFAULT_CONFIG = "/etc/ha-notify/config.toml"
-CONFIG_ENV = "HA_NOTIFY_CONFIG"
-DEFAULT_RUN_DIR = "/run/ha-notify"
-RUN_DIR_ENV = "HA_NOTIFY_RUN_DIR"
 CACHE_FORMAT = 1
 
 # key: (expected type(s), what the error message says is expected)
@@ -34,14 +31,11 @@ _HAPROXY_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "socket": ((str,), "a socket path or host:port"),
     "haproxy_config": ((str,), "the path of haproxy.cfg"),
     "deep": ((bool,), "true or false"),
-    "timeout": ((int, float), "a number of seconds > 0 and <= 86400"),
+    "timeout": ((int, float), f"a number of seconds > 0 and <= {MAX_SECONDS:g}"),
     "min_up": ((int,), "an integer >= 0"),
     "ignore_backends": ((list,), "a list of backend names"),
 }
 _PROCESS_KEYS = {key: _HAPROXY_KEYS[key] for key in ("pidfile", "timeout")}
-
-
-MAX_TIMEOUT = 86400.0  # a day: anything longer is a typo, and overflows socket timeouts
 
 
 class CheckSettings(_Frozen):
@@ -106,7 +100,7 @@ class ChecksSettings(_Frozen):
 
 def bootstrap_run_dir() -> str:
     """The run directory before the config is read: ``$HA_NOTIFY_RUN_DIR`` or the default."""
-    return os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR
+    return os.environ.get(RUN_DIR_ENV) or RUN_DIR
 
 
 def load(path: Optional[str] = None) -> ChecksSettings:
@@ -115,14 +109,12 @@ def load(path: Optional[str] = None) -> ChecksSettings:
     A missing default file means defaults; every other problem raises ConfigError naming the
     file, the key and what is expected.
     """
-    from_env = os.environ.get(CONFIG_ENV)
-    chosen = path or from_env or DEFAULT_CONFIG
+    chosen, named = configfile.locate(path)
     try:
         info = os.stat(chosen)
     except FileNotFoundError:
-        if path or from_env:
-            message = f"config file not found (from --config or ${CONFIG_ENV})"
-            raise _error(chosen, None, message) from None
+        if named:
+            raise configfile.not_found(chosen) from None
         return ChecksSettings(None, bootstrap_run_dir(), {})
     except OSError as exc:
         raise _error(chosen, None, f"cannot read it: {exc.strerror}") from exc
@@ -138,8 +130,12 @@ def load(path: Optional[str] = None) -> ChecksSettings:
         _cache_write(chosen, key, checks)
     else:
         validate(checks, chosen)
-    run_dir = os.environ.get(RUN_DIR_ENV) or checks.get("run_dir") or DEFAULT_RUN_DIR
-    return ChecksSettings(chosen, run_dir, checks)
+    return ChecksSettings(chosen, run_dir(checks), checks)
+
+
+def run_dir(checks: dict[str, Any]) -> str:
+    """``$HA_NOTIFY_RUN_DIR``, else ``[checks] run_dir``, else the default."""
+    return os.environ.get(RUN_DIR_ENV) or checks.get("run_dir") or RUN_DIR
 
 
 def _error(path: str, key: Optional[str], expected: str) -> Exception:
@@ -150,26 +146,7 @@ def _error(path: str, key: Optional[str], expected: str) -> Exception:
 
 
 def _parse(path: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.9 and 3.10
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except IsADirectoryError as exc:
-        raise _error(path, None, "is a directory; expected the TOML config file") from exc
-    except OSError as exc:
-        raise _error(path, None, f"cannot read it: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        message = (
-            f"not UTF-8 (line {line} has byte 0x{exc.object[exc.start]:02x}); save it as UTF-8"
-        )
-        raise _error(path, None, message) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise _error(path, None, f"not valid TOML: {exc}") from exc
-    checks = data.get("checks", {})
+    checks = configfile.read(path).get("checks", {})
     if not isinstance(checks, dict):
         raise _error(path, "checks", "expected a table [checks]")
     return checks
@@ -207,7 +184,7 @@ def _validate_table(
         if not bad and key == "timeout":
             import math  # only when a timeout is set
 
-            bad = not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT
+            bad = not math.isfinite(value) or not 0 < value <= MAX_SECONDS
         elif not bad and key == "min_up":
             bad = value < 0
         elif not bad and key == "ignore_backends":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from ha_notify.checks.files import write_replace
+from ha_notify.constants import SYSLOG_ENV
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 MAX_NAME = 200
 MAX_LINE = 2000  # characters of one syslog line; reasons are summarised well below this
-SYSLOG_ENV = "HA_NOTIFY_SYSLOG"
 
 
 def state_path(run_dir: str, argv: list[str]) -> str:

@@ -30,7 +30,7 @@ class StatsError(Exception):
     """The runtime API could not be asked; the message is the unhealthy reason."""
 
 
-class Reply:
+class StatsReply:
     """What ``show info`` and ``show stat`` answered."""
 
     __slots__ = ("info", "rows")
@@ -65,7 +65,7 @@ def resolve_address(address: str) -> tuple[int, Address]:
     raise ValueError(f"{prefix}@ sockets are not supported, use a path or host:port")
 
 
-def ask(address: str, deadline: float, timeout: float) -> Reply:
+def ask(address: str, deadline: float, timeout: float) -> StatsReply:
     """Run ``show info;show stat`` on ``address`` before ``deadline`` (a monotonic time).
 
     One connection. A stats socket whose connection queue is full (every CLI slot taken by
@@ -187,7 +187,7 @@ def _left(deadline: float, late: str) -> float:
     return left
 
 
-def parse(text: str, address: str = "stats socket") -> Reply:
+def parse(text: str, address: str = "stats socket") -> StatsReply:
     """Split the answer into ``show info`` fields and ``show stat`` CSV rows."""
     head, marker, csv = text.partition("# pxname,")
     info: dict[str, str] = {}
@@ -205,7 +205,7 @@ def parse(text: str, address: str = "stats socket") -> Reply:
         if not line or line.startswith("#"):
             continue
         rows.append(dict(zip(header, line.split(","))))
-    return Reply(info, rows)
+    return StatsReply(info, rows)
 
 
 def server_up(status: str, weight: str = "1") -> bool:
@@ -217,7 +217,7 @@ def server_up(status: str, weight: str = "1") -> bool:
     return (status.startswith("UP") or status == "no check") and weight != "0"
 
 
-def frontend_problems(reply: Reply) -> list[str]:
+def frontend_problems(reply: StatsReply) -> list[str]:
     """Frontends that are not OPEN: this node's own business (a bind, a pause)."""
     found = []
     for row in reply.rows:
@@ -228,7 +228,9 @@ def frontend_problems(reply: Reply) -> list[str]:
     return found
 
 
-def backend_problems(reply: Reply, min_up: int, ignore_backends: Iterable[str] = ()) -> list[str]:
+def backend_problems(
+    reply: StatsReply, min_up: int, ignore_backends: Iterable[str] = ()
+) -> list[str]:
     """Backends with fewer than ``min_up`` servers taking traffic, ignored ones aside.
 
     A BACKEND row that haproxy itself shows DOWN (it answers 503) has no server UP, whatever

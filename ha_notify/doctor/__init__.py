@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ha_notify.errors import ExitCode
 from ha_notify.event import clean
 
 log = logging.getLogger(__name__)
 OK, WARN, FAIL = "ok", "warn", "fail"
+# How ha-notify's own command line would refuse ``SUB ARGS`` (None: it accepts them). The CLI
+# passes its parser in: doctor never imports the CLI, which imports doctor.
+Validate = Callable[[str, list[str]], Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,21 @@ def _guarded(name: str, check: Callable[[], list[Finding]]) -> list[Finding]:
         ]
 
 
-def collect(config: Optional[str], keepalived_config: Path, *, send: bool = False) -> list[Finding]:
+def collect(
+    config: Optional[str], keepalived_config: Path, validate: Validate, *, send: bool = False
+) -> list[Finding]:
     """Every finding, in the order an operator fixes things."""
-    from ha_notify.doctor import fitness, host, local, reach, traps, vrrp, watcher, wiring
+    from ha_notify.doctor import (
+        fitness,
+        host,
+        installed,
+        local,
+        reach,
+        traps,
+        vrrp,
+        watcher,
+        wiring,
+    )
 
     findings: list[Finding] = []
     wired = wiring.Wiring.load(keepalived_config)
@@ -80,8 +94,9 @@ def collect(config: Optional[str], keepalived_config: Path, *, send: bool = Fals
     findings += _guarded("config", env.config_findings)
     findings += _guarded("secrets", env.secret_findings)
     findings += _guarded("state_dir", env.state_dir_findings)
+    findings += _guarded("plugins", installed.findings)
     findings += _guarded("channels", lambda: reach.channel_findings(env, send=send))
-    findings += _guarded("keepalived.conf", wired.findings)
+    findings += _guarded("keepalived.conf", lambda: wired.findings(validate))
     findings += _guarded("keepalived traps", lambda: traps.findings(wired.conf))
     findings += _guarded("haproxy", lambda: local.haproxy_findings(env, wired))
     findings += _guarded("master-fit", lambda: fitness.findings(wired.conf, wired.default_user()))
@@ -92,12 +107,8 @@ def collect(config: Optional[str], keepalived_config: Path, *, send: bool = Fals
     return findings
 
 
-def run(config: Optional[str], keepalived_config: Path, *, send: bool, as_json: bool) -> int:
-    """Print the report; 0 when no check failed, 1 otherwise."""
-    findings = collect(config, keepalived_config, send=send)
+def report(findings: list[Finding], *, as_json: bool) -> str:
+    """The findings as the operator reads them: a table, or JSON."""
     if as_json:
-        print(json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False))
-    else:
-        print(format_table(findings))
-    failed = any(f.status == FAIL for f in findings)
-    return ExitCode.FAILED if failed else ExitCode.OK
+        return json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False)
+    return format_table(findings)

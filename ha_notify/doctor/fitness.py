@@ -15,7 +15,7 @@ import subprocess
 import time
 from typing import Any, Optional
 
-from ha_notify.checks.settings import RUN_DIR_ENV
+from ha_notify.constants import RUN_DIR_ENV
 from ha_notify.doctor import Finding, access, fail, ok, warn
 from ha_notify.event import clean
 from ha_notify.keepalived_conf import Block, KeepalivedConf, ScriptLine, blocks

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 from ha_notify.config import Config
+from ha_notify.constants import SYSLOG_ENV
 from ha_notify.doctor import Finding, fail, ok, warn
-from ha_notify.log import SYSLOG_ENV
 
 TIMER = "ha-notify-flush.timer"
 SERVICE = "ha-notify-flush.service"

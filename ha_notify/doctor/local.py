@@ -9,7 +9,8 @@ from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ha_notify.config import DEFAULT_PATH, SECRET_KEYS, Config, GeneralConfig, load, load_toml
+from ha_notify import configfile
+from ha_notify.config import DEFAULT_PATH, SECRET_KEYS, Config, GeneralConfig, load
 from ha_notify.doctor import Finding, access, fail, ok, warn
 from ha_notify.errors import ConfigError, HaNotifyError
 
@@ -41,7 +42,7 @@ class Environment:
         env = cls(config, "", runners)
         if config.channels:
             from ha_notify.channels import Context, build
-            from ha_notify.render import Renderer
+            from ha_notify.notify.render import Renderer
 
             g = config.general
             context = Context(Renderer(g.language, g.templates_dir), g)
@@ -83,7 +84,7 @@ class Environment:
         if self.config is None or self.config.path is None:
             return [ok("secrets", "no config file, no secrets")]
         path = self.config.path
-        raw = load_toml(path).get("channels", {})
+        raw = configfile.read(str(path)).get("channels", {})
         found: list[Finding] = []
         inline = False
         for name, table in raw.items() if isinstance(raw, dict) else ():

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ha_notify.config import STATES
-from ha_notify.doctor import Finding, fail, ok, warn
+from ha_notify.constants import SCRIPT_STATES, STATES
+from ha_notify.doctor import Finding, Validate, fail, ok, warn
 from ha_notify.errors import HaNotifyError
 from ha_notify.keepalived_conf import FIFO_KEYWORDS, ScriptLine
 
-STATE_COMMANDS = ("master", "backup", "fault", "stop")
+STATE_COMMANDS = SCRIPT_STATES
 # What keepalived appends to each kind of script line, for parsing the line as it will run.
 APPENDED = {"notify": ["INSTANCE", "VI_1", "MASTER", "100"]}
 FIFO_APPENDED = ["/run/keepalived/notify.fifo"]
@@ -120,30 +120,9 @@ def other_findings(line: ScriptLine, argv: list[str]) -> list[Finding]:
     ]
 
 
-def _click_error(sub: str, args: list[str]) -> Optional[str]:
-    """How ha-notify's own parser would refuse ``sub args``, or None if it accepts them."""
-    import click
-    import typer.main
-
-    from ha_notify.cli import app
-
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    root = click.Context(group, info_name="ha-notify")
-    command = group.get_command(root, sub)
-    if command is None:
-        return f"ha-notify has no command {sub!r}"
-    try:
-        command.make_context(sub, list(args), parent=root)
-    except click.exceptions.Exit:
-        return None
-    except click.ClickException as exc:
-        return str(exc.format_message())
-    return None
-
-
-def call_finding(call: Call) -> Finding:
-    """Does this line run ha-notify the way keepalived will call it?"""
+def call_finding(call: Call, validate: Validate) -> Finding:
+    """Does this line run ha-notify the way keepalived will call it? ``validate`` is the
+    CLI's own parser (given by the CLI: doctor never imports it)."""
     line = call.line
     name = line_name(line)
     sub, rest = call.sub, call.argv[2:]
@@ -161,7 +140,7 @@ def call_finding(call: Call) -> Finding:
         got = sub.lower() if sub.lower() in STATE_COMMANDS else sub
         if got != expected:
             return fail(name, _mismatch(kw, sub, expected), _fixed(call, bin_path, expected))
-        error = _click_error(got, args)
+        error = validate(got, args)
         if error:
             return fail(
                 name,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ha_notify.doctor import Finding, access, fail, ok, warn
+from ha_notify.doctor import Finding, Validate, access, fail, ok, warn
 from ha_notify.doctor.scripts import (
     Call,
     call_finding,
@@ -88,7 +88,8 @@ class Wiring:
         named = {c.option("--config", "-c") for c in self.calls} - {None}
         return named.pop() if len(named) == 1 else None
 
-    def findings(self) -> list[Finding]:
+    def findings(self, validate: Validate) -> list[Finding]:
+        """The wiring's findings; ``validate`` is the CLI's parser (see call_finding)."""
         if self.conf is None:
             return [
                 fail(
@@ -105,7 +106,7 @@ class Wiring:
             found += other_findings(line, argv)
         checked: set[tuple[str, str, Optional[str]]] = set()
         for call in self.calls:
-            found.append(call_finding(call))
+            found.append(call_finding(call, validate))
             key = (call.argv[0], call.user, call.group)
             if key not in checked:
                 checked.add(key)

@@ -13,7 +13,7 @@ A round (see :mod:`ha_notify.watch.loop`) does, in order and without forking:
 4. writes the Prometheus textfile (:mod:`ha_notify.watch.metrics`) from every probe's samples.
 
 Extension point: a probe is any object with ``round(ctx)`` and ``metrics()`` (the
-:class:`~ha_notify.watch.probe.Probe` protocol). ``round`` must be quick (it shares the
+:class:`~ha_notify.watch.probe.WatchProbe` protocol). ``round`` must be quick (it shares the
 round's time with the health check: do slow work every ``probe_interval`` or in a thread of
 your own) and never raise for a condition of the network it observes; ``metrics`` returns the
 samples to publish, labels ``cluster`` and ``node`` are added by the writer. The pair-level

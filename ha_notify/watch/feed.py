@@ -1,6 +1,6 @@
 """keepalived's notify FIFO read by the watcher (``[watch] fifo``), instead of ``ha-notify fifo``.
 
-The line handling is :mod:`ha_notify.fifo`'s (open, split, parse, record and spool each state
+The line handling is :mod:`ha_notify.notify.fifo`'s (open, split, parse, record and spool each state
 change in FIFO order); what differs is where delivery happens: the watcher's main thread must
 write the track file every round whatever an SMTP server does, so after a batch of lines is
 spooled a ``ha-notify flush`` child delivers it (a fork per keepalived event, never per round).
@@ -19,10 +19,10 @@ import sys
 import threading
 from pathlib import Path
 
-from ha_notify import fifo
 from ha_notify.config import Config
 from ha_notify.errors import HaNotifyError
 from ha_notify.fsutil import locked, make_dirs
+from ha_notify.notify import fifo
 
 log = logging.getLogger(__name__)
 KEEP = 1000  # raw lines kept for probes between two rounds

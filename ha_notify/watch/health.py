@@ -15,7 +15,7 @@ from time import monotonic
 from typing import Optional
 
 from ha_notify.checks import CheckResult
-from ha_notify.checks.runner import Request, build_options, resolve
+from ha_notify.checks.runner import CheckArgs, build_options, resolve
 from ha_notify.checks.settings import ChecksSettings, bootstrap_run_dir
 from ha_notify.errors import CheckError, HaNotifyError
 from ha_notify.watch.probe import RoundContext, Sample
@@ -30,7 +30,7 @@ class HaproxyHealth:
     def __init__(self, checks: dict[str, object], config_path: Optional[Path]) -> None:
         run_dir = str(checks.get("run_dir") or bootstrap_run_dir())
         self.settings = ChecksSettings(str(config_path) if config_path else None, run_dir, checks)
-        self.request = Request(NAME)
+        self.request = CheckArgs(NAME)
         self.check = resolve(NAME)
         options = build_options(self.request, self.settings, monotonic())
         self.deep = options.deep

@@ -25,13 +25,13 @@ from ha_notify.watch.feed import FifoFeed
 from ha_notify.watch.health import HaproxyHealth
 from ha_notify.watch.metrics import MetricsFile, NodeMetrics
 from ha_notify.watch.pairwatch import PairWatch
-from ha_notify.watch.probe import Probe, RoundContext, Sample
+from ha_notify.watch.probe import RoundContext, Sample, WatchProbe
 from ha_notify.watch.trackfile import TrackFile
 from ha_notify.watch.waker import Waker
 
 log = logging.getLogger(__name__)
 # Factories of extra probes (the pair-level ones register here); each gets the config.
-PROBES: list[Callable[[Config], Probe]] = []
+PROBES: list[Callable[[Config], WatchProbe]] = []
 
 
 class Watcher:
@@ -45,19 +45,19 @@ class Watcher:
         path = config.watch.metrics_file
         self.metrics_file = MetricsFile(path) if path is not None else None
         self.node = NodeMetrics(config.general.state_dir, (c.name for c in config.channels))
-        self.probes: list[Probe] = [self.health, self.node, *(make(config) for make in PROBES)]
+        self.probes: list[WatchProbe] = [self.health, self.node, *(make(config) for make in PROBES)]
         # Split brain, unserved, not serving: on its own thread, started by serve().
         self.pair = PairWatch(config, self.health) if self.vips else None
         if self.pair is not None:
             self.probes.append(self.pair)
-        self.extra: list[Probe] = []  # added with add_probe: kept across a reload
+        self.extra: list[WatchProbe] = []  # added with add_probe: kept across a reload
         self.cluster = config.general.cluster
         self.hostname = socket.gethostname()
         self.feed: Optional[FifoFeed] = None
         self._held_trouble = ""
         self._probe_trouble: dict[int, str] = {}
 
-    def add_probe(self, probe: Probe) -> None:
+    def add_probe(self, probe: WatchProbe) -> None:
         self.extra.append(probe)
         self.probes.append(probe)
 
@@ -104,13 +104,13 @@ class Watcher:
             self._held_trouble = ""
         return held
 
-    def _probe_failed(self, probe: Probe, exc: Exception) -> None:
+    def _probe_failed(self, probe: WatchProbe, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if self._probe_trouble.get(id(probe)) != message:
             log.error("watch probe %s failed: %s", type(probe).__name__, message, exc_info=exc)
             self._probe_trouble[id(probe)] = message
 
-    def _probe_ok(self, probe: Probe) -> None:
+    def _probe_ok(self, probe: WatchProbe) -> None:
         if self._probe_trouble.pop(id(probe), None) is not None:
             log.warning("watch probe %s works again", type(probe).__name__)
 

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
+from ha_notify.constants import SCRIPT_STATES
 from ha_notify.watch.probe import RoundContext, Sample, VrrpState
 from ha_notify.watch.trackfile import AtomicFile
 
-VRRP_STATES = ("master", "backup", "fault", "stop")
+VRRP_STATES = SCRIPT_STATES
 # Series that change every round by design: alone, they do not make the file worth rewriting.
 ROUND_SERIES = frozenset(
     {"ha_notify_watch_last_round_timestamp_seconds", "ha_notify_watch_rounds_total"}
@@ -46,7 +47,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
 
 def vrrp_states(state_dir: Path) -> dict[str, VrrpState]:
     """Last state per VRRP instance from the state store (groups are left out)."""
-    from ha_notify.state import StateStore
+    from ha_notify.notify.store import StateStore
 
     found = {}
     for key, entry in StateStore(state_dir).snapshot().items():
@@ -63,7 +64,7 @@ def vrrp_states(state_dir: Path) -> dict[str, VrrpState]:
 
 def spool_depth(state_dir: Path) -> dict[str, tuple[int, int]]:
     """(pending, dead) deliveries per channel in the spool."""
-    from ha_notify.spool import Spool
+    from ha_notify.notify.spool import Spool
 
     spool = Spool(state_dir)
     depth: dict[str, list[int]] = {}

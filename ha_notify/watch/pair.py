@@ -24,8 +24,8 @@ from ha_notify.watch.episodes import Change, Episode, Rule
 from ha_notify.watch.vips import Vip
 
 if TYPE_CHECKING:
-    from ha_notify.delivery import Delivery
-    from ha_notify.notify import Notifier
+    from ha_notify.notify.delivery import Delivery
+    from ha_notify.notify.engine import Notifier
 
 log = logging.getLogger(__name__)
 METRICS = {SPLIT_BRAIN: "ha_notify_split_brain", UNSERVED: "ha_notify_vip_unserved"}
@@ -223,12 +223,14 @@ def to_event(alert: Alert, cluster: str, node: Node) -> Event:
     )
 
 
-def deliver(notifier: Notifier, alerts: Iterable[Alert]) -> list[Delivery]:
-    """Spool each alert for every channel that wants its kind, in order, then deliver within
-    the notifier's deadline (the caller sets it); what is not sent stays spooled."""
+def deliver(notifier: Notifier, alerts: Iterable[Alert], deadline: float) -> list[Delivery]:
+    """Spool each alert for every channel that wants its kind, in order, then deliver by
+    ``deadline`` (a ``time.monotonic()`` instant); what is not sent stays spooled."""
     facts = notifier.node()
     mine: list[Delivery] = []
     for alert in alerts:
-        mine += notifier.spool_alert(to_event(alert, notifier.config.general.cluster, facts))
-    notifier.deliver(mine)
+        event = to_event(alert, notifier.config.general.cluster, facts)
+        mine += notifier.spool_alert(event, deadline)
+    if mine:
+        notifier.deliver({d.group for d in mine}, deadline)
     return mine

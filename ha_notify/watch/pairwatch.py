@@ -31,7 +31,7 @@ from ha_notify.watch.vips import AddressTable
 
 if TYPE_CHECKING:
     from ha_notify.config import Config
-    from ha_notify.notify import Notifier
+    from ha_notify.notify.engine import Notifier
     from ha_notify.watch.health import HaproxyHealth
 
 log = logging.getLogger(__name__)
@@ -193,17 +193,17 @@ class PairWatch:
     def send(self, alerts: list[Alert]) -> None:
         """Spool every alert (fast, in-process), then deliver in a flush child."""
         if self.notifier is None:
-            from ha_notify.notify import Notifier  # Jinja2 and channels: only once needed
+            from ha_notify.notify.engine import Notifier  # Jinja2 and channels: only once needed
 
             self.notifier = Notifier(self.config)
         notifier = self.notifier
-        notifier.set_deadline(self.config.general.deadline)
+        deadline = time.monotonic() + self.config.general.deadline
         facts = notifier.node()
         spooled = 0
         for alert in alerts:
             event = to_event(alert, self.config.general.cluster, facts)
             try:
-                spooled += len(notifier.spool_alert(event))
+                spooled += len(notifier.spool_alert(event, deadline))
             except (HaNotifyError, OSError) as exc:
                 what = f"{alert.kind} alert for {alert.vip.address}"
                 log.error("cannot spool the %s: %s", what, exc)

@@ -49,7 +49,7 @@ class RoundContext:
     fifo_lines: tuple[str, ...] = ()
 
 
-class Probe(Protocol):
+class WatchProbe(Protocol):
     """Something the watcher runs once per round (see the package docstring)."""
 
     def round(self, ctx: RoundContext) -> None: ...

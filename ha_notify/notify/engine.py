@@ -7,25 +7,32 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from ha_notify import aio, dispatch, node
+from ha_notify import aio
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
-from ha_notify.delivery import Delivery
-from ha_notify.dispatch import Built, Outcome
-from ha_notify.errors import ConfigError, ExitCode, SpoolError
+from ha_notify.errors import ConfigError, SpoolError
 from ha_notify.event import STABLE, TEST, Event, Node
-from ha_notify.redact import error_text
-from ha_notify.render import Renderer
-from ha_notify.report import state_dir_fix, verdict
-from ha_notify.spool import Spool
-from ha_notify.state import SUPPRESSED, Recorded, Settled, StateStore
-from ha_notify.summary import haproxy_summary
+from ha_notify.notify import dispatch, node
+from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.dispatch import Built, Outcome
+from ha_notify.notify.redact import error_text
+from ha_notify.notify.render import Renderer
+from ha_notify.notify.report import (
+    FAILED,
+    SENT,
+    ChannelResult,
+    NotifyReport,
+    state_dir_fix,
+    verdict,
+)
+from ha_notify.notify.spool import Spool
+from ha_notify.notify.store import SUPPRESSED, Recorded, Settled, StateStore
+from ha_notify.notify.summary import haproxy_summary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +54,7 @@ def signals_deferred() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Request:
+class StateChange:
     """One state change as keepalived (or a person) reported it."""
 
     state: str
@@ -62,7 +69,7 @@ class Notifier:
     def __init__(self, config: Config, deadline_at: Optional[float] = None) -> None:
         """``deadline_at`` is a ``time.monotonic()`` instant; by default [general] deadline
         seconds after the process started (see aio.command_start). A long-running caller
-        passes its own, or calls ``set_deadline`` before each round."""
+        (the FIFO reader, the watcher) passes each call its own ``deadline`` instead."""
         self.config = config
         g = config.general
         self.renderer = Renderer(g.language, g.templates_dir)
@@ -88,24 +95,20 @@ class Notifier:
             self._channels = built
         return self._channels
 
-    def set_deadline(self, seconds: float) -> None:
-        """Allow ``seconds`` from now (the FIFO reader and the watcher, once per round)."""
-        self.deadline_at = time.monotonic() + seconds
+    def remaining(self, deadline: Optional[float] = None) -> float:
+        """Seconds left before ``deadline`` (default: this run's), negative once passed."""
+        return (self.deadline_at if deadline is None else deadline) - time.monotonic()
 
-    def remaining(self) -> float:
-        """Seconds left before the deadline (negative once it has passed)."""
-        return self.deadline_at - time.monotonic()
-
-    def lock_wait(self) -> float:
+    def lock_wait(self, deadline: Optional[float] = None) -> float:
         """How long to wait for the state lock: spooling the event comes before the deadline,
         but a stuck holder must not hold us forever."""
-        return max(self.remaining(), 2.0)
+        return max(self.remaining(deadline), 2.0)
 
     def node(self) -> Node:
         g = self.config.general
         return node.gather(g.virtual_addresses, g.state_dir if g.state_dir.is_dir() else None)
 
-    def make_event(self, req: Request, facts: Optional[Node] = None, **fields: Any) -> Event:
+    def make_event(self, req: StateChange, facts: Optional[Node] = None, **fields: Any) -> Event:
         """An event for ``req``; node facts and the haproxy summary are gathered unless given."""
         g = self.config.general
         if "haproxy" not in fields:
@@ -121,12 +124,12 @@ class Notifier:
             **fields,
         )
 
-    def preview(self, req: Request) -> Event:
+    def preview(self, req: StateChange) -> Event:
         """The event ``req`` would make now (previous state, next number), recording nothing."""
         entry = self._entry(req)
         return self.make_event(req, previous=entry.get("state"), seq=int(entry.get("seq", 0)) + 1)
 
-    def _entry(self, req: Request) -> dict[str, Any]:
+    def _entry(self, req: StateChange) -> dict[str, Any]:
         key = f"{req.kind}:{req.name}"
         try:
             entry = dict(self.store.snapshot().get(key, {}))
@@ -137,7 +140,7 @@ class Notifier:
             entry.update(state=newest.state, seq=newest.seq)
         return entry
 
-    def folded(self, req: Request) -> str:
+    def folded(self, req: StateChange) -> str:
         """Why ``req`` would send no message of its own now ("" if it would be sent)."""
         if self.store.decide(self._entry(req), req.state, time.time()) != SUPPRESSED:
             return ""
@@ -151,14 +154,18 @@ class Notifier:
         return [c.name for c in self.config.channels if event.is_test or c.wants(event.state)]
 
     def run(
-        self, coro: Awaitable[T], on_signal: Optional[Callable[[int], None]] = None
+        self,
+        coro: Awaitable[T],
+        on_signal: Optional[Callable[[int], None]] = None,
+        deadline: Optional[float] = None,
     ) -> Optional[T]:
-        """Run ``coro`` within what is left of the deadline; SIGTERM cancels it cleanly.
+        """Run ``coro`` within what is left of ``deadline`` (a ``time.monotonic()`` instant,
+        default: this run's); SIGTERM cancels it cleanly.
 
         Returns None when the deadline or a signal cut it short: what was not sent is in
         the spool already.
         """
-        left = self.remaining() - CLEANUP
+        left = self.remaining(deadline) - CLEANUP
         if left <= 0:
             if asyncio.iscoroutine(coro):
                 coro.close()
@@ -172,7 +179,7 @@ class Notifier:
     def _spool_settled(self, s: Settled, facts: Node, summary: tuple[str, ...]) -> Event:
         kind, _, name = s.key.partition(":")
         event = self.make_event(
-            Request(s.state, name, kind),
+            StateChange(s.state, name, kind),
             facts,
             seq=s.seq,
             subject=STABLE,
@@ -183,18 +190,21 @@ class Notifier:
         log.warning("%s is stable again in state %s", s.key, s.state.upper())
         return event
 
-    def settle_flapping(self) -> list[Event]:
+    def settle_flapping(self, deadline: Optional[float] = None) -> list[Event]:
         """Spool a "stable again" event for every instance whose flapping has ended."""
         if not self.store.any_flapping():
             return []
         facts = self.node()
         summary = haproxy_summary(self.config.checks)
         return self.store.settle(
-            lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait()
+            lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait(deadline)
         )
 
-    def record(self, req: Request) -> list[Delivery]:
-        """Record the state and spool its deliveries (nothing is sent yet); fast, in order."""
+    def record(
+        self, req: StateChange, deadline: Optional[float] = None
+    ) -> tuple[list[Delivery], tuple[str, ...]]:
+        """Record the state and spool its deliveries (nothing is sent yet); fast, in order.
+        Returns the deliveries and the notes for the operator."""
         key = f"{req.kind}:{req.name}"
         facts = self.node()  # gathered before taking the state lock
         summary = haproxy_summary(self.config.checks)
@@ -217,7 +227,7 @@ class Notifier:
             key,
             req.state,
             spool_it,
-            timeout=self.lock_wait(),
+            timeout=self.lock_wait(deadline),
             latest=self.spool.latest,
             on_settled=lambda s: self._spool_settled(s, facts, summary),
         )
@@ -232,20 +242,18 @@ class Notifier:
             "-" if req.priority is None else req.priority,
             rec.seq,
         )
-        if rec.warning:
-            print(f"ha-notify: {rec.warning}", file=sys.stderr)
+        notes = [rec.warning] if rec.warning else []
         if not self.config.channels:
-            print(
-                f"ha-notify: recorded {key} {req.state.upper()} (#{rec.seq}); no channel is "
-                f"configured (config: {self.config.path or 'none found'})",
-                file=sys.stderr,
+            notes.append(
+                f"recorded {key} {req.state.upper()} (#{rec.seq}); no channel is "
+                f"configured (config: {self.config.path or 'none found'})"
             )
         elif rec.subject == SUPPRESSED:
             log.warning("%s is flapping: %s recorded, summarised when stable", key, req.state)
-        self.settle_flapping()
-        return mine
+        self.settle_flapping(deadline)
+        return mine, tuple(notes)
 
-    def spool_alert(self, event: Event) -> list[Delivery]:
+    def spool_alert(self, event: Event, deadline: Optional[float] = None) -> list[Delivery]:
         """Spool an event that is not a state change (a pair alert) for every channel that
         wants its kind, numbered after the newest event of its key; nothing is sent yet."""
         wanted = [c.name for c in self.config.channels if c.wants(event.filter_key)]
@@ -255,84 +263,94 @@ class Notifier:
         def spool_it(seq: int) -> list[Delivery]:
             return self.spool.add(dataclasses.replace(event, seq=seq), wanted)
 
-        return self.store.numbered(event.key, spool_it, self.spool.latest, self.lock_wait())
+        wait = self.lock_wait(deadline)
+        return self.store.numbered(event.key, spool_it, self.spool.latest, wait)
 
-    def deliver(self, mine: list[Delivery]) -> Outcome:
-        """Send ``mine`` now (with what is queued before them, in order) and what else is
-        due, within the deadline; what is not sent stays spooled."""
+    def deliver(
+        self,
+        groups: set[tuple[str, str]],
+        deadline: Optional[float] = None,
+        on_signal: Optional[Callable[[int], None]] = None,
+    ) -> Outcome:
+        """Send the deliveries of ``groups`` (channel, key) now, with what is queued before
+        them in order, and what else is due, within ``deadline``; the rest stays spooled."""
         outcome = Outcome()
-        if mine:
-            groups = {d.group for d in mine}
-            self.run(dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups))
+        flush = dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups)
+        self.run(flush, on_signal, deadline)
         return outcome
 
-    def notify(self, req: Request) -> ExitCode:
+    def notify(self, req: StateChange, deadline: Optional[float] = None) -> NotifyReport:
         """Record, spool, deliver: the whole of ``ha-notify master`` and friends."""
         # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.
         with signals_deferred():
             try:
-                mine = self.record(req)
+                mine, notes = self.record(req, deadline)
             except SpoolError as exc:
-                return self.send_without_spool(req, exc)
+                return self.send_without_spool(req, exc, deadline)
             outcome = Outcome()
             if self.config.channels:
                 # This event's groups go at once (with what is queued before it, in order);
                 # other pending deliveries only when their backoff is over.
-                groups = {d.group for d in mine}
-                flush = dispatch.flush(
-                    self.spool, self.channels, outcome, due_only=True, mine=groups
-                )
-                self.run(flush)
-            return verdict(mine, outcome, self.channels, self.remaining() - CLEANUP)
+                outcome = self.deliver({d.group for d in mine}, deadline)
+            left = self.remaining(deadline) - CLEANUP
+            return NotifyReport(verdict(mine, outcome, self.channels, left), notes)
 
-    def send_without_spool(self, req: Request, exc: SpoolError) -> ExitCode:
+    def send_without_spool(
+        self, req: StateChange, exc: SpoolError, deadline: Optional[float] = None
+    ) -> NotifyReport:
         """The event could not be spooled (nothing of it is on disk): say so, and still try
         every channel once, directly. Nothing is retried and nothing is sent twice."""
         log.error("%s; sending without the spool (no retry possible)", exc)
-        print(
-            f"ha-notify: {exc}; {state_dir_fix(exc)}. Nothing was spooled. Sending directly.",
-            file=sys.stderr,
-        )
+        note = f"{exc}; {state_dir_fix(exc)}. Nothing was spooled. Sending directly."
         # Unnumbered (#0): a number is only ever given under the state lock, with the spool.
         event = dataclasses.replace(self.preview(req), seq=0)
         targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
-        outcome = self.run(dispatch.send_direct(self.channels, targets)) or Outcome()
-        for d in outcome.sent:
-            print(f"ha-notify: delivered via {d.channel} (unspooled)", file=sys.stderr)
+        outcome = self.run(dispatch.send_direct(self.channels, targets), None, deadline)
+        outcome = outcome or Outcome()
+        results = [ChannelResult(d.channel, SENT) for d in outcome.sent]
         for d in outcome.dead:
-            why = outcome.errors.get(d.id, "")
-            print(f"ha-notify: NOT delivered via {d.channel}: {why}", file=sys.stderr)
-        return ExitCode.FAILED
+            results.append(ChannelResult(d.channel, FAILED, f": {outcome.errors.get(d.id, '')}"))
+        return NotifyReport(tuple(results), (note,), spooled=False)
 
-    def flush(self, *, due_only: bool = False, retry_dead: bool = False) -> Outcome:
+    def flush(
+        self, *, due_only: bool = False, retry_dead: bool = False, deadline: Optional[float] = None
+    ) -> Outcome:
         if retry_dead:
             log.warning("moved %d dead deliveries back to pending", self.spool.revive())
-        self.settle_flapping()
+        self.settle_flapping(deadline)
         outcome = Outcome()
-        self.run(dispatch.flush(self.spool, self.channels, outcome, due_only=due_only))
+        self.run(
+            dispatch.flush(self.spool, self.channels, outcome, due_only=due_only), None, deadline
+        )
         return outcome
 
-    def test(self, channel: Optional[str]) -> dict[str, str]:
-        """Send a marked test message through one channel or all; result per channel."""
+    def test(
+        self, channel: Optional[str], deadline: Optional[float] = None
+    ) -> tuple[ChannelResult, ...]:
+        """Send a marked test message through one channel or all: sent or failed (and why)
+        per channel."""
         names = [self.config.channel(channel).name] if channel else list(self.channels)
-        event = self.make_event(Request("master", self.config.general.instance), subject=TEST)
-        results: dict[str, str] = {}
+        event = self.make_event(StateChange("master", self.config.general.instance), subject=TEST)
+        errors: dict[str, str] = {}
 
         async def one(name: str) -> None:
             ch = self.channels[name]
             if isinstance(ch, ConfigError):
-                results[name] = f"FAILED: {ch}"
+                errors[name] = str(ch)
                 return
             try:
                 await ch.send(event)
-                results[name] = "ok"
+                errors[name] = ""
             except Exception as exc:
-                results[name] = f"FAILED: {error_text(ch, exc)}"
+                errors[name] = error_text(ch, exc)
 
         async def every() -> None:
             await asyncio.gather(*(one(n) for n in names))
 
-        self.run(every())
-        for name in names:
-            results.setdefault(name, "FAILED: deadline reached")
-        return results
+        self.run(every(), None, deadline)
+        return tuple(
+            ChannelResult(n, SENT)
+            if errors.get(n) == ""
+            else ChannelResult(n, FAILED, errors.get(n, "deadline reached"))
+            for n in names
+        )

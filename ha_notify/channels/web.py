@@ -27,9 +27,9 @@ from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 from ha_notify.event import clean
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig, Secret, Table
     from ha_notify.event import Event
+    from ha_notify.plugin import Context, ProbeResult
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"ha-notify/{__version__}"
@@ -99,7 +99,7 @@ def snippet(text: str, limit: int = 200) -> str:
 
 
 @dataclass(frozen=True)
-class Reply:
+class HttpReply:
     """What a server answered; ``where`` names the host for messages."""
 
     where: str
@@ -201,7 +201,7 @@ class Http:
 
     async def post(
         self, url: str, payload: Any, headers: Optional[Mapping[str, str]] = None
-    ) -> Reply:
+    ) -> HttpReply:
         """POST ``payload`` as JSON (or exact bytes); transport failures become ChannelError."""
         body = payload if isinstance(payload, bytes) else compact(payload)
         where = origin(url)
@@ -227,10 +227,10 @@ class Http:
             reason = str(exc) or type(exc).__name__
             raise ChannelError(f"{where}: cannot connect or send: {reason}") from exc
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str], where: str) -> Reply:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], where: str) -> HttpReply:
         async with httpx.AsyncClient(verify=self._verify(), timeout=self.timeout) as client:
             response = await client.post(url, content=body, headers=headers)
-        return Reply(where, response.status_code, response.headers, response.text)
+        return HttpReply(where, response.status_code, response.headers, response.text)
 
 
 class Auth:
@@ -268,3 +268,14 @@ class HttpChannel:
     def preview(self, event: Event) -> str:
         """The exact payload ``send`` would POST (pretty-printed)."""
         return pretty(self.payload(event))
+
+    def targets(self) -> list[str]:
+        """The URLs ``send`` posts to (secrets revealed: never print them, only origin())."""
+        raise NotImplementedError
+
+    async def probe(self) -> list[ProbeResult]:
+        """A TCP connection and TLS handshake to each target: no request (doctor)."""
+        from ha_notify.channels import handshake
+
+        h = self.http
+        return await handshake.http(self.name, self.targets(), h.timeout, h.ca_file, h.tls_verify)

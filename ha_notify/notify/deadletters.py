@@ -12,9 +12,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Optional
 
-from ha_notify.delivery import DROPPED, Delivery
 from ha_notify.errors import UsageError
-from ha_notify.spool import Spool
+from ha_notify.notify.delivery import DROPPED, Delivery
+from ha_notify.notify.spool import Spool
 
 ID_DIGITS = 12
 

@@ -24,12 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ha_notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
 from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
-from ha_notify.quarantine import Quarantine
-from ha_notify.waits import Waits
+from ha_notify.notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
+from ha_notify.notify.quarantine import Quarantine
+from ha_notify.notify.waits import Waits
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE = 30.0  # seconds before the first retry

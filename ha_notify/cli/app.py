@@ -12,17 +12,22 @@ from typing import Optional
 
 import typer
 import typer.core
+import typer.main
 
-from ha_notify import __version__, cli_compat
+from ha_notify import __version__
 from ha_notify import log as logsetup
 from ha_notify.argv import hoist_config, optional_value
-from ha_notify.cli_check import check_app
-from ha_notify.cli_flush import flush
-from ha_notify.cli_options import ConfigOpt
-from ha_notify.config import STATES, load
+from ha_notify.cli import compat as cli_compat
+from ha_notify.cli.check import check_app
+from ha_notify.cli.configuration import config_app
+from ha_notify.cli.flush import flush
+from ha_notify.cli.options import ConfigOpt
+from ha_notify.config import load
+from ha_notify.constants import STATES
 from ha_notify.errors import ConfigError, ExitCode, HaNotifyError, UsageError, exit_code
 from ha_notify.event import Event, parse_kind, parse_name, parse_priority, parse_state
-from ha_notify.notify import Notifier, Request
+from ha_notify.notify.engine import Notifier, StateChange
+from ha_notify.notify.report import SENT
 
 # typer escapes "[required]" for rich whenever rich is importable, even with
 # rich_markup_mode=None, and plain help showed "\[required]". This CLI never uses rich.
@@ -39,9 +44,6 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-)
-config_app = typer.Typer(
-    help="Validate or show the configuration.", no_args_is_help=True, context_settings=HELP
 )
 app.add_typer(config_app, name="config")
 app.add_typer(check_app, name="check")
@@ -85,13 +87,16 @@ def _notify(
         what = f"{kind} {instance or '(default instance)'} {parsed.upper()}"
         raise ConfigError(f"{exc} -- the {what} event was NOT sent") from exc
     name = parse_name(instance) if instance is not None else cfg.general.instance
-    req = Request(parsed, name, kind, priority)
+    req = StateChange(parsed, name, kind, priority)
     notifier = Notifier(cfg)
     if dry_run:
         _print_rendered(notifier, notifier.preview(req), None)
         _print_folded(notifier, req)
         return ExitCode.OK
-    return notifier.notify(req)
+    report = notifier.notify(req)
+    for line in report.lines():
+        print(f"ha-notify: {line}", file=sys.stderr)
+    return ExitCode.FAILED if report.failed else ExitCode.OK
 
 
 def _state_command(state: str) -> None:
@@ -143,7 +148,7 @@ def fifo(
     config: Optional[str] = ConfigOpt,
 ) -> int:
     """Read keepalived's notify FIFO in order, forever (for notify_fifo_script)."""
-    from ha_notify.fifo import serve
+    from ha_notify.notify.fifo import serve
 
     return serve(fifo_path, load(config))
 
@@ -161,14 +166,15 @@ def test_(
     if not cfg.channels:
         raise UsageError(f"no channel is configured (config: {cfg.path or 'none found'})")
     results = Notifier(cfg).test(channel)
-    for name, result in results.items():
-        print(f"{name}: {result}")
-    return ExitCode.OK if all(r == "ok" for r in results.values()) else ExitCode.FAILED
+    for r in results:
+        print(f"{r.channel}: {'ok' if r.status == SENT else f'FAILED: {r.why}'}")
+    return ExitCode.OK if all(r.status == SENT for r in results) else ExitCode.FAILED
 
 
 def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) -> None:
     from ha_notify.channels import Context as ChannelContext
     from ha_notify.channels import build
+    from ha_notify.plugin import Preview
 
     names = [channel] if channel else [c.name for c in notifier.config.channels]
     if not names:
@@ -178,10 +184,9 @@ def _print_rendered(notifier: Notifier, event: Event, channel: Optional[str]) ->
     for name in names:
         cfg = notifier.config.channel(name)
         built = build(cfg, ChannelContext(notifier.renderer, notifier.config.general))
-        preview = getattr(built, "preview", None)
         print(f"===== channel {name} ({cfg.type}) =====")
-        if callable(preview):
-            print(preview(event))
+        if isinstance(built, Preview):  # the optional capability of ha_notify.plugin
+            print(built.preview(event))
         else:
             print(notifier.renderer.render("chat.md", event))
 
@@ -197,45 +202,16 @@ def render(
     cfg = load(config)
     notifier = Notifier(cfg)
     name = parse_name(instance) if instance is not None else cfg.general.instance
-    req = Request(parse_state(state), name)
+    req = StateChange(parse_state(state), name)
     _print_rendered(notifier, notifier.preview(req), channel)
     _print_folded(notifier, req)
     return ExitCode.OK
 
 
-def _print_folded(notifier: Notifier, req: Request) -> None:
+def _print_folded(notifier: Notifier, req: StateChange) -> None:
     note = notifier.folded(req)
     if note:
         print(f"NOTE: {note}")
-
-
-@config_app.command("check")
-def config_check(config: Optional[str] = ConfigOpt) -> int:
-    """Validate the config and every channel's settings (secrets included)."""
-    from ha_notify.channels import Context as ChannelContext
-    from ha_notify.channels import build
-    from ha_notify.render import Renderer
-
-    cfg = load(config)
-    if cfg.path is None:
-        print("no config file found; ha-notify will only log and record states")
-        return ExitCode.OK
-    renderer = Renderer(cfg.general.language, cfg.general.templates_dir)
-    for ch in cfg.channels:
-        build(ch, ChannelContext(renderer, cfg.general))
-    names = ", ".join(c.name for c in cfg.channels) or "none"
-    count = len(cfg.channels)
-    print(f"{cfg.path}: ok ({count} channel{'' if count == 1 else 's'}: {names})")
-    return ExitCode.OK
-
-
-@config_app.command("show")
-def config_show(config: Optional[str] = ConfigOpt) -> int:
-    """Print the config as loaded: [general] with its defaults, secrets masked."""
-    from ha_notify.showconfig import dump
-
-    print(dump(load(config)))
-    return ExitCode.OK
 
 
 @app.command()
@@ -244,7 +220,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Last state per instance, pending deliveries per channel, oldest age, last error."""
-    from ha_notify.status import collect, format_text
+    from ha_notify.cli.status import collect, format_text
 
     report = collect(load(config))
     print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_text(report))
@@ -287,9 +263,31 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check an installed node: config, secrets, state_dir, channels, keepalived wiring."""
-    from ha_notify.doctor import run as run_doctor
+    from ha_notify import doctor as doc
 
-    return run_doctor(config, keepalived_config, send=send, as_json=as_json)
+    findings = doc.collect(config, keepalived_config, refusal, send=send)
+    print(doc.report(findings, as_json=as_json))
+    return ExitCode.FAILED if any(f.status == doc.FAIL for f in findings) else ExitCode.OK
+
+
+def refusal(sub: str, args: list[str]) -> Optional[str]:
+    """How this CLI would refuse ``ha-notify SUB ARGS``, or None if it accepts them (doctor
+    checks keepalived's script lines with it)."""
+    import click
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, click.Group)
+    root = click.Context(group, info_name="ha-notify")
+    command = group.get_command(root, sub)
+    if command is None:
+        return f"ha-notify has no command {sub!r}"
+    try:
+        command.make_context(sub, list(args), parent=root)
+    except click.exceptions.Exit:
+        return None
+    except click.ClickException as exc:
+        return str(exc.format_message())
+    return None
 
 
 @app.command()

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 
 from ha_notify.argv import ALL
-from ha_notify.cli_options import ConfigOpt
+from ha_notify.cli.options import ConfigOpt
 from ha_notify.config import load
 from ha_notify.errors import ExitCode
-from ha_notify.notify import Notifier
+from ha_notify.notify.engine import Notifier
 
 
 def flush(
@@ -36,8 +36,8 @@ def flush(
     ),
 ) -> int:
     """Deliver what the spool still holds."""
-    from ha_notify import deadletters
-    from ha_notify.status import quarantined
+    from ha_notify.cli.status import quarantined
+    from ha_notify.notify import deadletters
 
     notifier = Notifier(load(config))
     spool = notifier.spool

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, TypeVar
 from ha_notify.errors import SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Event, Transition
 from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
-from ha_notify.quarantine import Quarantine
+from ha_notify.notify.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 SUPPRESSED = "suppressed"  # recorded, summarised later; no message of its own

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from ha_notify.checks.cmdline import OPTIONS
+
 ConfigOpt = typer.Option(
     None,
     "--config",
     "-c",
-    help="Config file [default: $HA_NOTIFY_CONFIG, then /etc/ha-notify/config.toml]",
+    help=OPTIONS["--config"][2],
     show_default=False,
 )

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from ha_notify.channels import Channel
-from ha_notify.delivery import Delivery
 from ha_notify.errors import ChannelError, ConfigError, PartialDelivery
 from ha_notify.fsutil import open_lock
-from ha_notify.redact import error_text
-from ha_notify.spool import Spool
+from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.redact import error_text
+from ha_notify.notify.spool import Spool
 
 log = logging.getLogger(__name__)
 Built = Union[Channel, ConfigError]  # a channel, or why it could not be built

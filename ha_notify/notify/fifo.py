@@ -21,12 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable, Optional
 
-from ha_notify import dispatch
 from ha_notify.config import Config
 from ha_notify.errors import ExitCode, SpoolError, UsageError
 from ha_notify.event import FifoSignal, parse_fifo_line, parse_fifo_signal
 from ha_notify.fsutil import locked, make_dirs
-from ha_notify.notify import Notifier, Request
+from ha_notify.notify.engine import Notifier, StateChange
 
 log = logging.getLogger(__name__)
 GRACE = 2.0  # seconds to keep reading after SIGTERM once the FIFO is quiet
@@ -134,24 +133,27 @@ class FifoServer:
             elif line.strip():
                 log.info("notify FIFO: ignored %r", line.strip()[:120])
             return set()
-        req = Request(parsed.state, parsed.name, parsed.kind, parsed.priority)
+        req = StateChange(parsed.state, parsed.name, parsed.kind, parsed.priority)
         try:
-            return {d.group for d in self.notifier.record(req)}
+            mine, notes = self.notifier.record(req, self.deadline())
         except SpoolError as exc:
-            self.notifier.send_without_spool(req, exc)
-            return set()
+            notes = tuple(self.notifier.send_without_spool(req, exc, self.deadline()).lines())
+            mine = []
+        for note in notes:
+            log.warning("%s", note)
+        return {d.group for d in mine}
+
+    def deadline(self) -> float:
+        """This round's deadline: [general] deadline from now, or the end of the grace after
+        SIGTERM, whichever comes first."""
+        deadline = time.monotonic() + self.config.general.deadline
+        return deadline if self.stop_at is None else min(deadline, self.stop_at)
 
     def deliver(self, mine: set[tuple[str, str]]) -> None:
         """Send what was just spooled (and what is due) within the deadline, or, after
         SIGTERM, within what is left of the grace: the rest stays pending."""
-        n = self.notifier
-        n.set_deadline(self.config.general.deadline)
-        if self.stop_at is not None:
-            n.deadline_at = min(n.deadline_at, self.stop_at)
-        out = dispatch.Outcome()
-        flush = dispatch.flush(n.spool, n.channels, out, due_only=True, mine=mine)
         # A SIGTERM during delivery cancels it (the rest stays spooled) and starts the grace.
-        n.run(flush, on_signal=lambda sig: self._on_term(sig, None))
+        self.notifier.deliver(mine, self.deadline(), lambda sig: self._on_term(sig, None))
 
     def record_rest(self) -> None:
         """Before exiting: record and spool every line already read, whatever the relay did."""
@@ -182,7 +184,7 @@ class FifoServer:
             if mine or now - last_housekeeping >= IDLE:
                 last_housekeeping = now
                 try:
-                    self.notifier.settle_flapping()
+                    self.notifier.settle_flapping(self.deadline())
                 except (SpoolError, OSError) as exc:
                     log.error("flapping check failed: %s", exc)
                 self.deliver(mine)

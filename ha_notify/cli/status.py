@@ -3,16 +3,15 @@ each dead letter by id (newest first), the newest errors."""
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime
 from typing import Any
 
-from ha_notify import deadletters
 from ha_notify.config import Config
-from ha_notify.delivery import Delivery
-from ha_notify.spool import Spool
-from ha_notify.state import StateStore
+from ha_notify.notify import deadletters
+from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.spool import Spool
+from ha_notify.notify.store import StateStore
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -47,13 +46,12 @@ def collect(config: Config) -> dict[str, Any]:
     dead = deadletters.newest_first(spool.list_dead())
     for d in dead:
         recipients += _recipients(d, "dead")
-    from ha_notify.checks.settings import DEFAULT_RUN_DIR, RUN_DIR_ENV
+    from ha_notify.checks.settings import run_dir as checks_run_dir
     from ha_notify.checks.state import last_results
 
-    run_dir = os.environ.get(RUN_DIR_ENV) or config.checks.get("run_dir") or DEFAULT_RUN_DIR
     checks = [
         {"state_file": name, "healthy": healthy, "last": text}
-        for name, healthy, text in last_results(run_dir)
+        for name, healthy, text in last_results(checks_run_dir(config.checks))
     ]
     return {
         "config": str(config.path) if config.path else None,

@@ -20,9 +20,9 @@ from ha_notify import aio, tls
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError, PartialDelivery
 
 if TYPE_CHECKING:
-    from ha_notify.channels import Context
     from ha_notify.config import ChannelConfig
     from ha_notify.event import Event
+    from ha_notify.plugin import Context, ProbeResult
 
 log = logging.getLogger(__name__)
 SECURITY = ("starttls", "tls", "none")
@@ -130,6 +130,12 @@ class EmailChannel:
         msg.set_content(self.renderer.render("body.txt", event), charset="utf-8")
         msg.add_alternative(self.renderer.render("body.html", event), subtype="html")
         return msg
+
+    async def probe(self) -> list[ProbeResult]:
+        """EHLO and the TLS handshake, and that a login we speak is offered: no mail (doctor)."""
+        from ha_notify.channels import handshake
+
+        return [await handshake.smtp(self)]
 
     def preview(self, event: Event) -> str:
         """The message as a person reads it: headers, the text part, then the HTML part."""

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 TIMEOUT = 1.0  # seconds: the alert must not wait for a hung haproxy
 
 
-def _backends(reply: stats.Reply) -> list[str]:
+def _backends(reply: stats.StatsReply) -> list[str]:
     servers: dict[str, list[tuple[str, str, str]]] = {}
     for row in reply.rows:
         if row.get("type") == "2":

@@ -1,0 +1,1 @@
+"""Command line: the typer app and its sub-apps."""

@@ -1,0 +1,1 @@
+"""The notify engine: events to spool, channels, state store."""
