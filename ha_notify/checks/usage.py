@@ -48,7 +48,7 @@ def help_text(name: str = "") -> str:
     """``check --help`` (every check) or ``check NAME --help`` (its options)."""
     if name not in CHECKS:
         lines = ["Usage: ha-notify check NAME [ARGS] [OPTIONS]", "", *_para(SUMMARY), ""]
-        lines += ["Checks:", *_rows([(n, spec[2]) for n, spec in CHECKS.items()])]
+        lines += ["Commands:", *_rows([(n, spec[2]) for n, spec in CHECKS.items()])]
         lines += ["", "See ha-notify check NAME --help for a check's options."]
         return "\n".join(lines) + "\n"
     (arg, arg_help), options, summary = CHECKS[name]
