@@ -7,7 +7,7 @@ from typing import Optional
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of every command (see the README's table)."""
+    """Exit codes of every command (the README's and the Commands page's table)."""
 
     OK = 0  # notify: delivered or safely spooled; check: healthy
     FAILED = 1  # notify: neither delivered nor spooled; check: unhealthy
