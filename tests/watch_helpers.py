@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -136,4 +137,6 @@ def kill_all(ns: Namespace, proxy: Haproxy, sig: int) -> None:
     hosts = [ns.host_pid(pid) for pid in [proxy.pids()[0], *proxy.workers()]]
     for host in hosts:
         if host is not None:
-            os.kill(host, sig)
+            # A worker that left as its master died is already gone.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(host, sig)
