@@ -9,7 +9,7 @@ from ha_notify.constants import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of every command (see the README's table)."""
+    """Exit codes of every command (the README's and the Commands page's table)."""
 
     OK = EXIT_OK
     FAILED = EXIT_FAILED

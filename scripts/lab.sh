@@ -6,6 +6,7 @@
 #     sh scripts/lab.sh --json       # the result as JSON on stdout, the timeline on stderr
 #     sh scripts/lab.sh --keep       # keep the run's configs, logs and mails under /tmp
 #     sh scripts/lab.sh --watch      # the pair on `ha-notify watch` + track_file
+#     sh scripts/lab.sh --pair       # the watchers' pair alerts: split brain, unserved, not_serving
 #     sh scripts/lab.sh --fleet      # --watch + node_exporter, Prometheus, Alertmanager: a split
 #                                    # brain reaches a webhook as one alert, then resolves
 #

@@ -5,8 +5,8 @@
 # (mkdocs build --strict). Then two more lanes run the
 # tests that need neither root, haproxy nor keepalived: on Python 3.9 (the oldest supported)
 # and on the newest Python found, each in its own virtualenv (.venv-py39, .venv-newest).
-# The lanes run side by side once the main lane has passed. Extra arguments go to every
-# pytest run.
+# The lanes run one after the other once the main lane has passed. Extra arguments go to
+# every pytest run.
 #
 #     sh scripts/test.sh
 #     sh scripts/test.sh -k email -x

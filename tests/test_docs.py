@@ -95,10 +95,11 @@ def shown_commands() -> list[Shown]:
 
 
 def words_of(text: str) -> list[str]:
-    """The words of a command line up to a pipe or redirection outside [...] brackets."""
+    """The words of a command line up to a pipe, a redirection or doctor's `-> fix:` outside
+    [...] brackets."""
     depth, out = 0, []
     for word in text.split():
-        if depth == 0 and word in ("|", ">", "2>", "&&", ";", ">>"):
+        if depth == 0 and word in ("|", ">", "2>", "&&", ";", ">>", "->"):
             break
         depth += word.count("[") - word.count("]")
         out.append(word)
@@ -167,6 +168,7 @@ def test_the_checker_catches_a_wrong_command() -> None:
     assert problems(words_of("config check|verify")) == ["no command 'config verify'"]
     assert problems(words_of("check haproxy [--pidfile PATH | --no-pidfile] --deep")) == []
     assert problems(words_of("-c /etc/x.toml status --json > out")) == []
+    assert problems(words_of("check haproxy --deep exits 1  -> fix: run it by hand")) == []
 
 
 def example_lines() -> list[list[str]]:

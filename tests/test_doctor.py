@@ -412,7 +412,7 @@ def test_tutorial_mail_script_is_a_warning(
     (line,) = lines(findings, "notify_master")
     assert line["status"] == "warn" and f"{BIN} master" in line["fix"]
     (check,) = lines(findings, "script keepalived.conf")
-    assert check["status"] == "warn" and "track_process" in check["fix"]
+    assert check["status"] == "warn" and "pidfile" in check["fix"]
 
 
 def test_missing_script_security_warns(tmp_path: Path, write_config: WriteConfig, cli: Cli) -> None:

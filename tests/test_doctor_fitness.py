@@ -84,6 +84,8 @@ def test_one_line_script_with_user_keeps_the_user(tmp_path: Path) -> None:
         ("/bin/true", "", "ok", "exits 0 as root"),
         ("/bin/false", "", "fail", "exits 1 as root"),
         ("/bin/sh -c 'echo haproxy is down >&2; exit 3'", "", "fail", "haproxy is down"),
+        # GNU tools end with "Try `X --help' ...": the line before it names the cause.
+        ("/bin/sh -c 'echo pidfile not valid; echo Try pgrep --help; exit 2'", "", "fail", "valid"),
         ("/bin/sleep 30", "timeout 1", "fail", "did not finish within 1s"),
         ("/nonexistent/check", "", "fail", "cannot run /nonexistent/check"),
     ],

@@ -122,7 +122,7 @@ def test_wrong_interpreter_is_caught(tmp_path: Path) -> None:
     [
         ("enabled", "ok", "enabled (multi-user.target.wants)"),
         ("installed", "fail", "systemctl enable --now ha-notify-watch"),
-        ("missing", "fail", "install contrib/systemd/ha-notify-watch.service"),
+        ("missing", "fail", "ha-notify example systemd ha-notify-watch.service"),
     ],
 )
 def test_unit_must_be_enabled(tmp_path: Path, unit: str, status: str, says: str) -> None:

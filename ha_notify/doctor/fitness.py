@@ -9,6 +9,7 @@ timeout is what keepalived sees as a failing check.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from ha_notify.keepalived_conf import Block, KeepalivedConf, ScriptLine, blocks
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_INTERVAL = 1.0
+USAGE_HINT = re.compile(r"^Try [`'\"]?\S+ --help")  # GNU tools' last line after an error
 
 
 def findings(
@@ -113,7 +115,11 @@ def run(
             f"find what hangs, or raise `timeout` in vrrp_script {name}",
         )
     took = time.monotonic() - started
-    said = [s for s in out.decode("utf-8", "replace").splitlines() if s.strip()]
+    said = [
+        s
+        for s in out.decode("utf-8", "replace").splitlines()
+        if s.strip() and not USAGE_HINT.match(s)  # the cause, not "Try `pgrep --help' ..."
+    ]
     if proc.returncode != 0:
         last = f": {clean(said[-1], 300)}" if said else ""
         return fail(

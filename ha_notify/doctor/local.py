@@ -66,7 +66,8 @@ class Environment:
                 warn(
                     "config",
                     f"no config file at {DEFAULT_PATH}: events are only logged and recorded",
-                    f"create {DEFAULT_PATH} with a [channels.NAME] table (see the README)",
+                    f"ha-notify example config > {DEFAULT_PATH} (a commented one), then edit "
+                    "its channels",
                 )
             ]
         found = []
@@ -196,7 +197,8 @@ def haproxy_findings(env: Environment, wired: Wiring) -> list[Finding]:
             "not configured: no `ha-notify check haproxy` in keepalived.conf, no [checks.haproxy]"
         )
         fix = (
-            'add vrrp_script chk_haproxy { script "... check haproxy --deep" } (contrib/keepalived)'
+            'add vrrp_script chk_haproxy { script "... check haproxy --deep" } '
+            "(ha-notify example keepalived)"
         )
         return [warn("haproxy process", missing, fix), warn("haproxy stats socket", missing, fix)]
     user_name, group = (calls[0].user, calls[0].group) if calls else wired.default_user()

@@ -90,7 +90,8 @@ def other_findings(line: ScriptLine, argv: list[str]) -> list[Finding]:
                 warn(
                     name,
                     f"{line.command!r} says yes for a hung or zombie haproxy",
-                    "use vrrp_track_process for liveness and "
+                    "use a pgrep of haproxy's pidfile for liveness (ha-notify example "
+                    "keepalived) and "
                     f'script "{installed_path()} check haproxy --deep" for the rest',
                 )
             ]

@@ -23,7 +23,7 @@ UNIT_DIRS = (
     Path("/lib/systemd/system"),
     Path("/usr/lib/systemd/system"),
 )
-EXAMPLE = "contrib/keepalived/keepalived-node1-watch.conf"
+EXAMPLE = "ha-notify example keepalived node1-watch"
 
 
 def findings(conf: Optional[KeepalivedConf], config: Optional[Config]) -> list[Finding]:
@@ -110,7 +110,7 @@ def _track_process(all_blocks: list[Block], config: Config) -> Finding:
         where,
         "no vrrp_track_process on `ha-notify watch`: keepalived keeps the last value of a "
         "dead watcher, so a stale healthy file could hold MASTER",
-        f"add the vrrp_track_process block of {EXAMPLE} and list it in track_process",
+        f"add the vrrp_track_process block that `{EXAMPLE}` prints and list it in track_process",
     )
 
 
@@ -139,7 +139,7 @@ def unit_finding(dirs: Optional[tuple[Path, ...]] = None) -> Finding:
         return fail(
             where,
             "not installed: nothing writes the track file, keepalived keeps the node in FAULT",
-            f"install contrib/systemd/{UNIT} in /etc/systemd/system, then "
+            f"ha-notify example systemd {UNIT} > /etc/systemd/system/{UNIT}, then "
             "systemctl enable --now ha-notify-watch",
         )
     wants = [p for d in dirs if d.is_dir() for p in d.glob(f"*.wants/{UNIT}")]

@@ -96,7 +96,7 @@ class Wiring:
                     "keepalived.conf",
                     self.error,
                     "pass --keepalived-config PATH (the file keepalived -f reads); "
-                    "contrib/keepalived/ has a reference config wired to ha-notify",
+                    "`ha-notify example keepalived` prints a reference config wired to ha-notify",
                 )
             ]
         found: list[Finding] = [self._summary(), self._security(), *self._users()]
@@ -127,7 +127,7 @@ class Wiring:
                 "keepalived.conf",
                 detail,
                 f'add notify "{installed_path()} notify" to each vrrp_instance '
-                "(see contrib/keepalived/)",
+                "(see ha-notify example keepalived)",
             )
         return ok("keepalived.conf", detail)
 
