@@ -66,15 +66,19 @@ class Shown:
 
 
 def code_lines(text: str) -> list[tuple[int, str]]:
-    """Lines inside fenced code blocks, and inline code spans that start with a command."""
+    """Lines inside fenced code blocks (not Python: a plugin's source), and inline code spans
+    that start with a command; a line whose comment says it is a plugin's command is left out
+    (the CLI here has no such plugin installed)."""
     found: list[tuple[int, str]] = []
-    fenced = False
+    fenced = source = False
     for number, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith("```"):
             fenced = not fenced
+            source = fenced and line.strip().startswith("```python")
             continue
         if fenced:
-            found.append((number, line))
+            if not source and "# a plugin's" not in line:
+                found.append((number, line))
             continue
         for span in re.findall(r"`([^`]+)`", line.replace("\\|", "|")):
             if re.match(r"(/opt/ha-notify/bin/)?ha-notify\s", span):

@@ -58,7 +58,9 @@ class PagerChannel:
         try:
             await asyncio.get_running_loop().run_in_executor(None, post)
         except urllib.error.HTTPError as exc:
-            raise ChannelError(f"pager answered HTTP {exc.code}", retryable=exc.code >= 500) from exc
+            raise ChannelError(
+                f"pager answered HTTP {exc.code}", retryable=exc.code >= 500
+            ) from exc
         except OSError as exc:
             raise ChannelError(f"pager unreachable: {exc}") from exc
 
@@ -120,7 +122,8 @@ def plugin_env(tmp_path: Path) -> dict[str, str]:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hanotify-pager\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
-    return {"PYTHONPATH": str(site)}
+    # The checks' last-result files go to the test's folder, not this machine's /run/ha-notify.
+    return {"PYTHONPATH": str(site), "HA_NOTIFY_RUN_DIR": str(tmp_path / "run")}
 
 
 def closed_port() -> int:
@@ -227,3 +230,10 @@ def test_builtin_names_win_over_the_plugin(
     check = run_bin("check", "haproxy", "--pidfile", str(pidfile), "-c", str(cfg), env=env)
     assert check.returncode == 1 and str(pidfile) in check.stderr, check.stderr
     assert "is missing" not in check.stderr  # the plugin's reason would say so
+
+
+def test_the_plugin_guide_shows_this_very_example() -> None:
+    """docs/plugins.md prints the channel and check this file installs, verbatim."""
+    guide = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    for source in (CHANNEL, CHECK):
+        assert f"```python{source.rstrip()}\n```" in guide
