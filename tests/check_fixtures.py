@@ -34,6 +34,14 @@ def ns() -> Iterator[Namespace]:
 
 
 @pytest.fixture
+def mw_proxy(ns: Namespace, tmp_path: Path) -> Iterator[Haproxy]:
+    """haproxy -W -D (master-worker, as Debian's unit runs it) with a backend UP."""
+    haproxy = Haproxy(ns, tmp_path, master_worker=True)
+    yield haproxy.start()
+    haproxy.close()
+
+
+@pytest.fixture
 def check(tmp_path: Path, ns: Namespace) -> CheckRun:
     """Runs `ha-notify check` inside the test's namespace."""
     return CheckRun(tmp_path, ns)

@@ -14,29 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy_helpers import REPO, Haproxy, Namespace, requirements, wait_for
+from tests import check_fixtures
+from tests.haproxy_helpers import REPO, Haproxy, Namespace, wait_for
 from tests.watch_helpers import Watch
 
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    """A fresh pid namespace; skips cleanly where haproxy tests cannot run."""
-    reason = requirements()
-    if reason:
-        pytest.skip(reason)
-    space = Namespace()
-    try:
-        yield space
-    finally:
-        space.close()
-
-
-@pytest.fixture
-def proxy(ns: Namespace, tmp_path: Path) -> Iterator[Haproxy]:
-    """haproxy -W -D with a backend UP."""
-    haproxy = Haproxy(ns, tmp_path, master_worker=True)
-    yield haproxy.start()
-    haproxy.close()
+# Shared with the haproxy check tests: a pid namespace and a master-worker haproxy in it.
+ns, proxy = check_fixtures.ns, check_fixtures.mw_proxy
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Optional
 
 import pytest
 
+from tests import check_fixtures
 from tests.haproxy_helpers import (
     NOBODY,
     CheckRun,
@@ -21,7 +22,6 @@ from tests.haproxy_helpers import (
     HoldServer,
     Namespace,
     fake_haproxy,
-    requirements,
     runtime_api,
     server_status,
     wait_for,
@@ -29,18 +29,8 @@ from tests.haproxy_helpers import (
 
 pytestmark = [pytest.mark.root, pytest.mark.haproxy]
 
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    """A fresh pid namespace; skips cleanly where haproxy tests cannot run."""
-    reason = requirements()
-    if reason:
-        pytest.skip(reason)
-    space = Namespace()
-    try:
-        yield space
-    finally:
-        space.close()
+# Shared with the other haproxy check tests.
+ns = check_fixtures.ns
 
 
 @pytest.fixture

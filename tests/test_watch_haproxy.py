@@ -10,31 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.haproxy_helpers import Haproxy, Namespace, requirements, runtime_api, wait_for
+from tests import check_fixtures
+from tests.haproxy_helpers import Haproxy, Namespace, runtime_api, wait_for
 from tests.watch_helpers import Watch, kill_all
 
 pytestmark = pytest.mark.root
 
-
-@pytest.fixture
-def ns() -> Iterator[Namespace]:
-    """A fresh pid namespace; skips cleanly where haproxy tests cannot run."""
-    reason = requirements()
-    if reason:
-        pytest.skip(reason)
-    space = Namespace()
-    try:
-        yield space
-    finally:
-        space.close()
-
-
-@pytest.fixture
-def proxy(ns: Namespace, tmp_path: Path) -> Iterator[Haproxy]:
-    """haproxy -W -D (master-worker, as Debian's unit runs it) with a backend UP."""
-    haproxy = Haproxy(ns, tmp_path, master_worker=True)
-    yield haproxy.start()
-    haproxy.close()
+# Shared with the haproxy check tests: a pid namespace and a master-worker haproxy in it.
+ns, proxy = check_fixtures.ns, check_fixtures.mw_proxy
 
 
 @pytest.fixture
