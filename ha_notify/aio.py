@@ -74,7 +74,6 @@ async def _bounded(
     except that a delivery past its point of no return (handed_over) then gets up to
     ``grace`` more seconds to end."""
     loop = asyncio.get_running_loop()
-    _ends[loop] = time.monotonic() + timeout + grace
     first: set[asyncio.Future[Any]] = {task, stop}
     await asyncio.wait(first, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     end = _ends[loop] = time.monotonic() + grace
@@ -144,6 +143,7 @@ def run_bounded(
     saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
     loop = asyncio.new_event_loop()
     loop.set_default_executor(DaemonExecutor())
+    _ends[loop] = time.monotonic() + timeout + grace  # until the cut; then set again
     task = loop.create_task(_as_coroutine(coro))
     stop: asyncio.Future[None] = loop.create_future()  # done on SIGTERM/SIGINT
 
