@@ -10,16 +10,93 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
+import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any, Callable, Optional, TypeVar
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _started: Optional[float] = None  # monotonic instant the process started (console script)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Deliveries past their point of no return (see delivering()), each a future done when the
+# delivery and the recording of its outcome have ended.
+_committed: set[asyncio.Future[None]] = set()
+_delivery: contextvars.ContextVar[Optional[asyncio.Future[None]]] = contextvars.ContextVar(
+    "ha_notify_delivery", default=None
+)
+_ends: dict[asyncio.AbstractEventLoop, float] = {}  # per running loop: when it is cut for good
+
+
+@contextlib.contextmanager
+def delivering() -> Iterator[None]:
+    """Wrap one send and the recording of its outcome. Once the channel said handed_over(),
+    cutting it would leave the outcome unknown and the delivery would be sent again (a
+    duplicate), so run_bounded lets it end, outcome recorded, within its ``grace``."""
+    step: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    token = _delivery.set(step)
+    try:
+        yield
+    finally:
+        _delivery.reset(token)
+        _committed.discard(step)
+        step.set_result(None)
+
+
+def time_left() -> float:
+    """Seconds before run_bounded cuts the running loop for good (its grace included);
+    infinite outside run_bounded. For courtesies (SMTP QUIT) that must not be cut."""
+    end = _ends.get(asyncio.get_running_loop())
+    return float("inf") if end is None else end - time.monotonic()
+
+
+def handed_over() -> None:
+    """Said by a channel when the server may now have the message (SMTP: from DATA on)."""
+    step = _delivery.get()
+    if step is not None and not step.done():
+        _committed.add(step)
+
+
+def was_handed_over() -> bool:
+    """Whether the current delivery got past handed_over(): cut now, it may arrive twice."""
+    return _delivery.get() in _committed
+
+
+async def _bounded(
+    task: asyncio.Task[T], timeout: float, grace: float, stop: asyncio.Future[None]
+) -> T:
+    """``task``'s result; cut (CancelledError) after ``timeout`` or once ``stop`` is done,
+    except that a delivery past its point of no return (handed_over) then gets up to
+    ``grace`` more seconds to end."""
+    loop = asyncio.get_running_loop()
+    first: set[asyncio.Future[Any]] = {task, stop}
+    await asyncio.wait(first, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    end = _ends[loop] = time.monotonic() + grace
+    said = False
+    while not task.done():
+        steps: set[asyncio.Future[Any]] = {
+            s for s in _committed if s.get_loop() is loop and not s.done()
+        }
+        left = end - time.monotonic()
+        if not steps or left <= 0:
+            break
+        if not said:
+            said = True
+            log.warning(
+                "time is up while a server has a message; waiting up to %.2fs for its answer "
+                "so that the message is not sent twice",
+                left,
+            )
+        steps.add(task)
+        await asyncio.wait(steps, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        task.cancel()
+    return await task
 
 
 class DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -48,9 +125,16 @@ class DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
 
 
 def run_bounded(
-    coro: Awaitable[T], timeout: float, on_signal: Optional[Callable[[int], None]] = None
+    coro: Awaitable[T],
+    timeout: float,
+    on_signal: Optional[Callable[[int], None]] = None,
+    grace: float = 0.0,
 ) -> Optional[T]:
     """Run ``coro`` for at most ``timeout`` seconds; SIGTERM/SIGINT cancel it.
+
+    A delivery past its point of no return at that moment (handed_over: the server may have
+    the message) gets up to ``grace`` seconds more to end and record its outcome, so that a
+    message the server took is recorded as sent rather than sent again.
 
     Returns None when the timeout or a signal cut it short. ``on_signal`` also hears about
     the signal (the FIFO reader stops after it). The signal handlers in place before are
@@ -59,10 +143,13 @@ def run_bounded(
     saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
     loop = asyncio.new_event_loop()
     loop.set_default_executor(DaemonExecutor())
+    _ends[loop] = time.monotonic() + timeout + grace  # until the cut; then set again
     task = loop.create_task(_as_coroutine(coro))
+    stop: asyncio.Future[None] = loop.create_future()  # done on SIGTERM/SIGINT
 
     def interrupted(sig: int) -> None:
-        task.cancel()
+        if not stop.done():
+            stop.set_result(None)
         if on_signal is not None:
             on_signal(sig)
 
@@ -72,11 +159,12 @@ def run_bounded(
     # place they can come now, and one that is already pending cancels at once.
     mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     try:
-        return loop.run_until_complete(asyncio.wait_for(task, timeout))
+        return loop.run_until_complete(_bounded(task, timeout, grace, stop))
     except (asyncio.TimeoutError, asyncio.CancelledError):
         return None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _ends.pop(loop, None)
         for sig in SIGNALS:
             loop.remove_signal_handler(sig)
         leftovers = asyncio.all_tasks(loop)

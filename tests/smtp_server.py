@@ -43,6 +43,8 @@ class Recorder:
     data_answers: list[str] = field(default_factory=list)
     auth_answers: list[str] = field(default_factory=list)
     data_hang: bool = False  # never answer DATA (a relay that hangs after the message)
+    # Keep the message, then hold the answer to DATA until this is set (a slow relay).
+    data_gate: Optional[threading.Event] = None
     messages: list[Received] = field(default_factory=list)
     sessions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,6 +97,8 @@ class Recorder:
             self.messages.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), msg, id(session))
             )
+        if self.data_gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.data_gate.wait)
         return "250 OK queued"
 
     def by_recipient(self) -> dict[str, list[str]]:

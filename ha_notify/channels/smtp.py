@@ -41,6 +41,9 @@ def message_id(event: Event) -> str:
     return f"<{event.id}@{domain}>"
 
 
+QUIT_MARGIN = 0.15  # seconds between a QUIT given up and the run's final cut
+
+
 class SMTP(aiosmtplib.SMTP):
     """aiosmtplib's client, except that close() really lets go of the socket.
 
@@ -53,6 +56,12 @@ class SMTP(aiosmtplib.SMTP):
         super().close()
         aio.close_now(transport)
 
+    async def data(self, *args: Any, **kwargs: Any) -> Any:
+        """DATA, the message and its final dot: from here the server may have queued it, and
+        a run cut before its answer would send it again (see aio.handed_over)."""
+        aio.handed_over()
+        return await super().data(*args, **kwargs)
+
 
 async def hang_up(smtp: aiosmtplib.SMTP, polite: bool = True) -> None:
     """QUIT politely within 1 s (unless cut short), then release the connection.
@@ -62,9 +71,12 @@ async def hang_up(smtp: aiosmtplib.SMTP, polite: bool = True) -> None:
     or a signal skips QUIT: the deadline is hard. The last turn lets the socket go before
     the caller's event loop may end.
     """
+    # QUIT ends before the run is cut for good: cut during QUIT, a message the server took
+    # would be recorded as not sent, and sent again.
+    wait = min(1.0, aio.time_left() - QUIT_MARGIN)
     try:
-        if polite and smtp.is_connected:
-            await asyncio.wait_for(smtp.quit(), 1)
+        if polite and smtp.is_connected and wait > 0:
+            await asyncio.wait_for(smtp.quit(), wait)
     except Exception:
         pass  # the server is gone or rude: closing below is all that is left to do
     finally:

@@ -16,6 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Union
 
+from ha_notify import aio
 from ha_notify.channels import Channel
 from ha_notify.errors import ChannelError, ConfigError, PartialDelivery
 from ha_notify.fsutil import open_lock
@@ -53,7 +54,14 @@ async def _lock(spool: Spool, group: tuple[str, str]) -> int:
 
 
 async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -> bool:
-    """Try one delivery; True if the group may go on to the next one."""
+    """Try one delivery; True if the group may go on to the next one. Once the channel has
+    handed the message over, the deadline lets the send end and its outcome be recorded
+    (aio.delivering): cut in between, it would be sent again."""
+    with aio.delivering():
+        return await _attempt(spool, channel, d, out)
+
+
+async def _attempt(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -> bool:
     skip = (*d.leg.sent_to, *d.leg.dead_to)
     try:
         if skip and getattr(channel, "partial", False):
@@ -85,8 +93,13 @@ async def _send_one(spool: Spool, channel: Channel, d: Delivery, out: Outcome) -
         out.retrying.append(d)
         return False
     except asyncio.CancelledError:
-        out.errors[d.id] = "deadline reached while sending"
-        spool.failed(d, "deadline reached while sending")
+        why = "deadline reached while sending"
+        if aio.was_handed_over():  # the server may have it: the retry may be a duplicate
+            why += " (the server had the message but did not answer in time; if it kept it, "
+            why += "the retry arrives twice, with the same Message-ID / event_id)"
+            log.warning("channel %s, event %s: %s", d.channel, d.event.id, why)
+        out.errors[d.id] = why
+        spool.failed(d, why)
         out.retrying.append(d)
         raise
     except Exception as exc:  # a plugin bug must not lose the event: keep it and retry
