@@ -13,8 +13,10 @@ haproxy is up; 2) the SMTP relay down, then haproxy stopped on lb1: lb1 FAULT, l
 the VIP moves, traffic flows; 3) both alerts wait in the spools, the relay comes back and
 they are delivered, with their latency; 4) haproxy back on lb1: nopreempt keeps the VIP on
 lb2; 5) 20 haproxy reloads on lb2, the MASTER: 0 VRRP transitions; 6) haproxy killed on lb2:
-traffic through lb1 within 2 s. Exit 0 when every check passed, 1 when one failed, 2 when this
-machine cannot run the lab (not root, no namespaces), 130 when interrupted.
+traffic through lb1 within 2 s. With --checklist: docs/getting-started.md's deploy checklist,
+as written, on two fresh lab machines instead (lab/checklist.py). Exit 0 when every check
+passed, 1 when one failed, 2 when this machine cannot run the lab (not root, no namespaces),
+130 when interrupted.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from lab import (
     topology,
     watch_scenario,
 )
+from lab.checklist import Checklist
 from lab.netns import LabError, Unsupported
 from lab.nodes import SECURITY_LINE, Mailbox, Node, ensure_script_user, resolve_ha_notify
 
@@ -59,10 +62,13 @@ class Lab:
         watch: bool = False,
         fleet: bool = False,
         pair: bool = False,
+        checklist: bool = False,
     ) -> None:
         self.watch = watch or fleet or pair
         self.fleet = fleet
         self.pair = pair
+        self.checklist: Optional[Checklist] = None
+        self.follow_checklist = checklist
         self.rid = secrets.token_hex(3)
         self.out = out
         self.explicit_ha_notify = ha_notify
@@ -112,6 +118,9 @@ class Lab:
         leftovers = netns.sweep()
         if leftovers:
             self.say(f"removed leftovers of earlier runs: {', '.join(leftovers)}")
+        if self.follow_checklist:
+            self._setup_checklist()
+            return
         uid, gid = ensure_script_user()
         ha_notify = resolve_ha_notify(self.explicit_ha_notify, self.say)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{netns.PREFIX}{self.rid}-"))
@@ -132,6 +141,18 @@ class Lab:
             f"ha-notify {ha_notify}; keepalived scripts run as keepalived_script"
         )
 
+    def _setup_checklist(self) -> None:
+        """Two fresh machines (lab.machine) on the lab's network, and its services."""
+        self.checklist = Checklist(self)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{netns.PREFIX}{self.rid}-"))
+        self.workdir.chmod(0o755)
+        for ns in self.ns.values():
+            netns.create_namespace(ns)
+        topology.wire(self.ns, nonlocal_bind=False)
+        self._start_services()
+        self.sockets = netns.SocketFactory(self.ns["svc"])
+        self.checklist.boot(self.workdir)
+
     def _start_services(self) -> None:
         assert self.workdir is not None
         spec = {
@@ -141,6 +162,8 @@ class Lab:
             "smtp": {"address": configs.SMTP_ADDRESS, "port": 25},
             "mail_dir": str(self.workdir / "mail"),
         }
+        if self.checklist is not None:
+            spec["submission"] = self.checklist.submission(self.workdir)
         spec_file = self.workdir / "services.json"
         spec_file.write_text(json.dumps(spec))
         env = dict(os.environ, PYTHONPATH=str(configs.REPO))
@@ -183,6 +206,9 @@ class Lab:
     # scenario -----------------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.checklist is not None:
+            self.checklist.run()
+            return
         lb1, lb2 = self.nodes
         for node in self.nodes:
             node.start_haproxy()
@@ -193,9 +219,11 @@ class Lab:
             for node in self.nodes:
                 node.start_watcher()
             for node in self.nodes:
-                self.wait(
-                    f"{node.name} watcher says healthy", lambda n=node: n.verdict() == "0", 30
-                )
+
+                def healthy(n: Node = node) -> bool:
+                    return n.verdict() == "0"
+
+                self.wait(f"{node.name} watcher says healthy", healthy, 30)
             self.say("ha-notify watch on lb1 and lb2: track files say 0 (healthy)")
         lb1.start_keepalived()
         self.wait("lb1 MASTER", lambda: lb1.log.state() == "MASTER", 60)
@@ -240,6 +268,8 @@ class Lab:
         self.result["ok"] = all(c["ok"] for c in self.result["checks"])
 
     def cleanup(self) -> None:
+        if self.checklist is not None:
+            self.checklist.halt()
         for node in self.nodes:
             try:
                 node.stop()
@@ -300,6 +330,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="the watcher pair's pair alerts (lab/pair_scenario.py): 20 clean failovers, VRRP "
         "dropped both ways and one way, a VIP nobody holds, a MASTER that refuses the VIP",
     )
+    parser.add_argument(
+        "--checklist",
+        action="store_true",
+        help="follow docs/getting-started.md's deploy checklist, every step as written, on "
+        "two fresh lab machines (lab/checklist.py); doctor must find nothing, then fail over",
+    )
     args = parser.parse_args(argv)
     stream = sys.stderr if args.json else sys.stdout
 
@@ -307,7 +343,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(text, file=stream, flush=True)
 
     os.umask(0o022)
-    lab = Lab(out, args.ha_notify, watch=args.watch, fleet=args.fleet, pair=args.pair)
+    lab = Lab(
+        out,
+        args.ha_notify,
+        watch=args.watch,
+        fleet=args.fleet,
+        pair=args.pair,
+        checklist=args.checklist,
+    )
     lab.keep = args.keep
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -381,7 +381,7 @@ class Mailbox:
             msg = email.message_from_string(record["data"], policy=email.policy.default)
             subject = str(msg.get("subject", ""))
             part = msg.get_body(preferencelist=("plain",))
-            body = part.get_content() if part is not None else ""  # type: ignore[attr-defined]
+            body = part.get_content() if part is not None else ""
             node = self.node_by_address.get(record["peer"], record["peer"])
             words = re.findall(r"[A-Za-z]+", subject)
             state = next((w.upper() for w in words if w.upper() in STATES), None)

@@ -146,11 +146,11 @@ def step3(lab: Lab, lb1: Node, lb2: Node) -> None:
     wanted = ((lb1, "FAULT"), (lb2, "MASTER"))
     for node, state in wanted:
         event = node.log.first(state, lab.step2_start[0])
-        mail = lab.wait(
-            f"mail: {node.name} {state}",
-            lambda n=node, s=state: lab.mailbox.find(n.name, s, w0) if lab.mailbox else None,
-            40,
-        )
+
+        def mailed(n: Node = node, s: str = state) -> Optional[Mail]:
+            return lab.mailbox.find(n.name, s, w0) if lab.mailbox else None
+
+        mail = lab.wait(f"mail: {node.name} {state}", mailed, 40)
         assert event is not None
         _report_mail(lab, mail, mail.received - event.wall)
     # The event carries the previous state from ha-notify's state store: proof that

@@ -97,14 +97,20 @@ async def serve(spec: dict[str, Any]) -> None:
         )
     mail_dir = Path(spec["mail_dir"])
     mail_dir.mkdir(parents=True, exist_ok=True)
+    sink = MailSink(mail_dir)
     smtp = Controller(
-        MailSink(mail_dir),
+        sink,
         hostname=spec["smtp"]["address"],
         port=spec["smtp"]["port"],
         server_hostname="smtp.halab.test",  # no getfqdn() lookup
         ready_timeout=10,
     )
     smtp.start()
+    controllers = [smtp]
+    submission = spec.get("submission")
+    if submission is not None:
+        controllers.append(_submission(sink, spec["smtp"]["address"], submission))
+        controllers[-1].start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,9 +119,38 @@ async def serve(spec: dict[str, Any]) -> None:
     try:
         await stop.wait()
     finally:
-        smtp.stop()
+        for controller in controllers:
+            controller.stop()
         for server in servers:
             server.close()
+
+
+def _submission(sink: MailSink, address: str, spec: dict[str, Any]) -> Any:
+    """Port 587 as a real relay has it: STARTTLS required, then AUTH with one login."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(spec["cert"], spec["key"])
+    login = (spec["username"].encode(), spec["password"].encode())
+
+    def authenticate(_server: Any, _session: Any, _envelope: Any, _mech: str, data: Any) -> Any:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == login
+        return AuthResult(success=ok)
+
+    return Controller(
+        sink,
+        hostname=address,
+        port=spec["port"],
+        server_hostname="smtp.halab.test",
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_require_tls=True,
+        ready_timeout=10,
+    )
 
 
 def main() -> None:

@@ -11,9 +11,10 @@ from typing import Any, Optional
 from lab import configs, netns
 
 
-def wire(ns: dict[str, str]) -> None:
+def wire(ns: dict[str, str], *, nonlocal_bind: bool = True) -> None:
     """Bridge ``br0`` in ``ns["svc"]`` with the client, backend and SMTP addresses; one veth
-    to each node's ``eth0``, addressed, with ``ip_nonlocal_bind`` for the standby's haproxy."""
+    to each node's ``eth0``, addressed, with ``ip_nonlocal_bind`` for the standby's haproxy
+    (unless ``nonlocal_bind`` is false: the deploy checklist sets it itself)."""
     svc = ns["svc"]
     netns.run(f"ip -n {svc} link add br0 type bridge".split())
     netns.run(f"ip -n {svc} link set br0 up".split())
@@ -31,7 +32,8 @@ def wire(ns: dict[str, str]) -> None:
         netns.run(f"ip -n {node} addr add {address} dev eth0".split())
         netns.run(f"ip -n {node} link set eth0 up".split())
         # See contrib/haproxy/haproxy.cfg: the standby binds the VIP it does not hold.
-        netns.run(netns.ns_cmd(node, ["sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"]))
+        if nonlocal_bind:
+            netns.run(netns.ns_cmd(node, ["sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"]))
 
 
 def get(

@@ -2,7 +2,9 @@
 #   - Debian packages: haproxy, keepalived, iproute2, psmisc (killall, for the benchmarks),
 #     python3-venv, and the fleet kit's engines (prometheus for promtool, prometheus-alertmanager
 #     for amtool, prometheus-node-exporter), nftables (the lab's split brain) and procps (pgrep,
-#     the reference config's liveness check); only the missing ones, with apt-get, as root.
+#     the reference config's liveness check), iputils-arping and acl (the deploy checklist's
+#     packages, which `lab.sh --checklist` installs on its nodes); only the missing ones, with
+#     apt-get, as root.
 #   - the repo's virtualenv .venv with `pip install -e '.[test]'`.
 # Sets VENV to the virtualenv's folder.
 
@@ -20,9 +22,9 @@ bootstrap() {
     command -v prometheus-node-exporter >/dev/null 2>&1 || missing="$missing prometheus-node-exporter"
     command -v nft >/dev/null 2>&1 || missing="$missing nftables"
     command -v pgrep >/dev/null 2>&1 || missing="$missing procps"
-    if [ ! -x "$VENV/bin/python" ]; then
-        /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
-    fi
+    command -v arping >/dev/null 2>&1 || missing="$missing iputils-arping"
+    command -v setfacl >/dev/null 2>&1 || missing="$missing acl"
+    /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
     if [ -n "$missing" ]; then
         if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
             echo "bootstrap: missing:$missing; install them (apt-get install -y$missing) as root" >&2

@@ -9,8 +9,10 @@
 #     sh scripts/lab.sh --pair       # the watchers' pair alerts: split brain, unserved, not_serving
 #     sh scripts/lab.sh --fleet      # --watch + node_exporter, Prometheus, Alertmanager: a split
 #                                    # brain reaches a webhook as one alert, then resolves
+#     sh scripts/lab.sh --checklist  # docs/getting-started.md's deploy checklist, as written,
+#                                    # on two fresh lab machines; doctor must find nothing
 #
-# Installs only what is missing: haproxy, keepalived, iproute2 and python3-venv with apt-get,
+# Installs only what is missing (see scripts/bootstrap.sh) with apt-get,
 # then the repo's virtualenv (.venv, `pip install -e '.[test]'`). Exit 2 when not root or when
 # this machine cannot create network namespaces.
 set -eu

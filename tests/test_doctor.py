@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from ha_notify.doctor import access, host
+from ha_notify.doctor import access, host, instances
 from ha_notify.doctor.access import User
 from ha_notify.keepalived_conf import parse, tokens
 from tests.conftest import BIN, Result, WriteConfig, mail_channel
@@ -72,6 +72,9 @@ def good_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         (units / unit).write_text("[Unit]\n")
     (units / "timers.target.wants" / host.TIMER).symlink_to(units / host.TIMER)
     monkeypatch.setattr(host, "UNIT_DIRS", (units,))
+    # No keepalived runs for these tests' nodes: as if it had just started, before its
+    # first notify (doctor's "vrrp state" is tested in test_doctor_instances.py).
+    monkeypatch.setattr(instances, "keepalived_age", lambda: 1.0)
     yield
     listener.close()
 

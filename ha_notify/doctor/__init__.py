@@ -80,6 +80,7 @@ def collect(
         fitness,
         host,
         installed,
+        instances,
         local,
         reach,
         traps,
@@ -100,6 +101,7 @@ def collect(
     findings += _guarded("keepalived traps", lambda: traps.findings(wired.conf))
     findings += _guarded("haproxy", lambda: local.haproxy_findings(env, wired))
     findings += _guarded("master-fit", lambda: fitness.findings(wired.conf, wired.default_user()))
+    findings += _guarded("vrrp state", lambda: instances.findings(env.config, wired.conf))
     findings += _guarded("syslog", lambda: [host.syslog_finding()])
     findings += _guarded("flush timer", lambda: [host.timer_finding(env.config)])
     findings += _guarded("vrrp", vrrp.findings)

@@ -1,0 +1,366 @@
+"""The stand-in for systemd in a checklist node: real unit files, run the way systemd would.
+
+Supported: ``start stop restart reload enable [--now] disable is-active is-enabled status
+daemon-reload``; in units ``ExecStart``, ``ExecReload`` (with ``$MAINPID``), ``User``,
+``Group``, ``AmbientCapabilities``, ``Environment``, ``EnvironmentFile``,
+``RuntimeDirectory[Mode]``, ``StateDirectory[Mode]``, ``Type=simple|notify|oneshot``,
+``Restart=always|on-failure``, ``RestartSec``, ``ConditionFileNotEmpty``, and timers'
+``OnBootSec``/``OnUnitActiveSec``. Sandboxing directives are not applied (and reported by
+``status``). Each unit's output goes to ``units/UNIT.log`` in the node's folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"))
+SANDBOX = re.compile(r"^(Protect|Private|Restrict|NoNewPrivileges|LockPersonality|Memory|"
+                     r"SystemCall|CapabilityBoundingSet|ReadWritePaths|ReadOnlyPaths|"
+                     r"BindReadOnlyPaths)")  # fmt: skip
+
+
+VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def seconds(text: str) -> float:
+    """systemd's time spans: ``200ms``, ``5s``, ``1min``, ``1min 30s``, plain seconds."""
+    scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "": 1}
+    total = 0.0
+    for number, unit in re.findall(r"([\d.]+)\s*([a-z]*)", text):
+        total += float(number) * scale.get(unit, 1)
+    return total
+
+
+@dataclass
+class Unit:
+    name: str
+    path: Path
+    keys: dict[str, list[str]]
+
+    @classmethod
+    def find(cls, name: str) -> Optional[Unit]:
+        if "." not in name:
+            name += ".service"
+        for folder in UNIT_DIRS:
+            if (folder / name).is_file():
+                return cls.parse(name, folder / name)
+        return None
+
+    @classmethod
+    def parse(cls, name: str, path: Path) -> Unit:
+        """Every ``Key=value`` of the file; a key given twice keeps both (ExecReload)."""
+        keys: dict[str, list[str]] = {}
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if line and not line.startswith(("#", ";", "[")) and "=" in line:
+                key, value = line.split("=", 1)
+                keys.setdefault(key.strip(), []).append(value.strip())
+        return cls(name, path, keys)
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.keys.get(key, [default])[-1]
+
+
+@dataclass
+class Running:
+    unit: Unit
+    proc: subprocess.Popen[bytes]
+    stopping: bool = False
+
+
+@dataclass
+class Manager:
+    logs: Path
+    running: dict[str, Running] = field(default_factory=dict)
+    timers: dict[str, float] = field(default_factory=dict)  # timer name -> next run (monotonic)
+    restarts: dict[str, float] = field(default_factory=dict)  # service -> when to restart
+    booted: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def note(self, text: str) -> None:
+        with (self.logs / "init.log").open("a") as out:
+            out.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+    # commands ------------------------------------------------------------------------
+
+    def command(self, argv: list[str]) -> tuple[int, str]:
+        now = "--now" in argv
+        words = [a for a in argv if not a.startswith("-")]
+        if not words:
+            return 2, "systemctl (lab stand-in): which command?"
+        verb, names = words[0], words[1:]
+        if verb == "daemon-reload":
+            return 0, ""  # unit files are read at every start
+        out: list[str] = []
+        code = 0
+        for name in names:
+            unit = Unit.find(name)
+            if unit is None:
+                out.append(f"Unit {name} not found.")
+                code = 5
+                continue
+            try:
+                code = max(code, self._one(verb, unit, now, out))
+            except OSError as exc:
+                out.append(f"{unit.name}: {exc}")
+                code = 1
+        return code, "\n".join(out)
+
+    def _one(self, verb: str, unit: Unit, now: bool, out: list[str]) -> int:
+        if verb == "enable":
+            self.enable(unit, out)
+            return self.start(unit, out) if now else 0
+        if verb == "disable":
+            for link in Path("/etc/systemd/system").glob(f"*.wants/{unit.name}"):
+                link.unlink()
+                out.append(f"Removed {link}.")
+            return self.stop(unit) if now else 0
+        if verb == "start":
+            return self.start(unit, out)
+        if verb == "stop":
+            return self.stop(unit)
+        if verb == "restart":
+            self.stop(unit)
+            return self.start(unit, out)
+        if verb == "reload":
+            return self.reload(unit, out)
+        if verb == "is-active":
+            active = self.active(unit)
+            out.append("active" if active else "inactive")
+            return 0 if active else 3
+        if verb == "is-enabled":
+            enabled = any(Path("/etc/systemd/system").glob(f"*.wants/{unit.name}"))
+            out.append("enabled" if enabled else "disabled")
+            return 0 if enabled else 1
+        if verb == "status":
+            ignored = sorted({k for k in unit.keys if SANDBOX.match(k)})
+            out.append(f"{unit.name}: {'active' if self.active(unit) else 'inactive'}")
+            if ignored:
+                out.append(f"  (lab stand-in: not applied: {', '.join(ignored)})")
+            return 0 if self.active(unit) else 3
+        out.append(f"systemctl (lab stand-in): {verb} is not supported")
+        return 2
+
+    def enable(self, unit: Unit, out: list[str]) -> None:
+        for target in unit.get("WantedBy").split():
+            wants = Path("/etc/systemd/system") / f"{target}.wants"
+            wants.mkdir(exist_ok=True)
+            link = wants / unit.name
+            if not link.is_symlink():
+                link.symlink_to(unit.path)
+                out.append(f"Created symlink {link} → {unit.path}.")
+
+    def active(self, unit: Unit) -> bool:
+        if unit.name.endswith(".timer"):
+            return unit.name in self.timers
+        run = self.running.get(unit.name)
+        return run is not None and run.proc.poll() is None
+
+    # services ------------------------------------------------------------------------
+
+    def start(self, unit: Unit, out: list[str]) -> int:
+        if unit.name.endswith(".timer"):
+            first = seconds(unit.get("OnBootSec") or unit.get("OnActiveSec") or "0")
+            self.timers[unit.name] = max(self.booted + first, time.monotonic())
+            return 0
+        if self.active(unit):
+            return 0
+        condition = unit.get("ConditionFileNotEmpty")
+        if condition and not (os.path.isfile(condition) and os.path.getsize(condition)):
+            self.note(f"{unit.name}: condition failed: {condition} is missing or empty")
+            return 0  # systemd skips the unit and says nothing
+        env = self.environment(unit)
+        self.directories(unit)
+        kind = unit.get("Type", "simple")
+        notify = None
+        if kind == "notify":
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            path = f"/run/lab-notify-{unit.name}"
+            if os.path.exists(path):
+                os.unlink(path)
+            notify.bind(path)
+            env["NOTIFY_SOCKET"] = path
+        log = (self.logs / f"{unit.name}.log").open("ab")
+        argv = self.credentials(unit) + self.expand(unit.get("ExecStart"), env)
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd="/")  # fmt: skip
+        if kind == "oneshot":
+            code = proc.wait(seconds(unit.get("TimeoutStartSec", "90")))
+            if code != 0:
+                out.append(f"Job for {unit.name} failed (exit {code}); see {log.name}")
+            return 0 if code == 0 else 1
+        self.running[unit.name] = Running(unit, proc)
+        if notify is not None:
+            return self._await_ready(unit, proc, notify, out)
+        return 0
+
+    def _await_ready(
+        self, unit: Unit, proc: subprocess.Popen[bytes], notify: socket.socket, out: list[str]
+    ) -> int:
+        deadline = time.monotonic() + seconds(unit.get("TimeoutStartSec", "90"))
+        notify.settimeout(0.2)
+        with notify:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if b"READY=1" in notify.recv(4096).split(b"\n"):
+                        return 0
+                except socket.timeout:
+                    continue
+        out.append(f"Job for {unit.name} failed: it never said READY=1 (see units/{unit.name}.log)")
+        return 1
+
+    def stop(self, unit: Unit) -> int:
+        self.timers.pop(unit.name, None)
+        self.restarts.pop(unit.name, None)
+        run = self.running.pop(unit.name, None)
+        if run is None or run.proc.poll() is not None:
+            return 0
+        run.stopping = True
+        run.proc.terminate()  # KillMode=mixed: SIGTERM to the main process first
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run.proc.wait(seconds(unit.get("TimeoutStopSec", "10")))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.proc.pid, signal.SIGKILL)
+        run.proc.wait()
+        return 0
+
+    def reload(self, unit: Unit, out: list[str]) -> int:
+        run = self.running.get(unit.name)
+        if run is None or run.proc.poll() is not None:
+            out.append(f"{unit.name} is not active, cannot reload.")
+            return 1
+        env = self.environment(unit)
+        env["MAINPID"] = str(run.proc.pid)
+        for line in unit.keys.get("ExecReload", []):
+            done = subprocess.run(self.expand(line, env), env=env, capture_output=True, check=False)
+            if done.returncode != 0:
+                text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
+                out.append(f"Job for {unit.name} failed: {line}: {text}")
+                return 1
+        return 0
+
+    def environment(self, unit: Unit) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
+        for line in unit.keys.get("EnvironmentFile", []):
+            path = line.lstrip("-")
+            if not os.path.isfile(path):
+                continue
+            for raw in Path(path).read_text().splitlines():
+                raw = raw.strip()
+                if raw and not raw.startswith("#") and "=" in raw:
+                    key, value = raw.split("=", 1)
+                    env[key.strip()] = value.strip().strip("\"'")
+        for line in unit.keys.get("Environment", []):
+            for word in shlex.split(line):
+                key, _, value = word.partition("=")
+                env[key] = value
+        return env
+
+    @staticmethod
+    def expand(line: str, env: dict[str, str]) -> list[str]:
+        """systemd's rules: ``$VAR`` alone splits into words, ``${VAR}`` stays one word."""
+        line = line.lstrip("-@+!")
+        argv: list[str] = []
+        for word in shlex.split(line):
+            whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
+            if whole:
+                argv += env.get(whole.group(1), "").split()
+            else:
+                argv.append(VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), word))
+        return argv
+
+    @staticmethod
+    def credentials(unit: Unit) -> list[str]:
+        user = unit.get("User")
+        if not user:
+            return []
+        argv = ["setpriv", f"--reuid={user}", f"--regid={unit.get('Group') or user}",
+                "--init-groups"]  # fmt: skip
+        caps = [c.lower().replace("cap_", "") for c in unit.get("AmbientCapabilities").split()]
+        if caps:
+            wanted = ",".join(f"+{c}" for c in caps)
+            argv += [f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
+        return [*argv, "--"]
+
+    @staticmethod
+    def directories(unit: Unit) -> None:
+        user = unit.get("User")
+        uid = pwd.getpwnam(user).pw_uid if user else 0
+        gid = pwd.getpwnam(user).pw_gid if user else 0
+        for key, root in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib")):
+            mode = int(unit.get(f"{key}Mode", "0755"), 8)
+            for name in unit.get(key).split():
+                path = Path(root) / name
+                path.mkdir(parents=True, exist_ok=True)
+                path.chmod(mode)
+                os.chown(path, uid, gid)
+
+    # the loop ------------------------------------------------------------------------
+
+    def boot(self, names: tuple[str, ...]) -> None:
+        """Start what a booting machine starts: enabled units among ``names``, and ha-notify's."""
+        folder = Path("/etc/systemd/system")
+        for link in sorted(folder.glob("*.wants/*")):
+            if link.name in names or link.name.startswith("ha-notify"):
+                unit = Unit.find(link.name)
+                if unit is not None:
+                    out: list[str] = []
+                    self.start(unit, out)
+                    for line in out:
+                        self.note(line)
+
+    def tick(self) -> None:
+        """Reap, restart what died, run due timers."""
+        mine = {run.proc.pid: run.proc for run in self.running.values()}
+        while True:  # orphans re-parented to this PID 1; our own children via Popen
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break
+            if info is None:
+                break
+            if info.si_pid in mine:
+                mine.pop(info.si_pid).poll()
+            else:
+                os.waitpid(info.si_pid, 0)
+        now = time.monotonic()
+        for name, run in list(self.running.items()):
+            if run.proc.poll() is not None and not run.stopping and name not in self.restarts:
+                policy = run.unit.get("Restart", "no")
+                if policy == "always" or (policy == "on-failure" and run.proc.returncode != 0):
+                    self.restarts[name] = now + seconds(run.unit.get("RestartSec", "100ms"))
+                self.note(f"{name}: exited with {run.proc.returncode}")
+        for name, when in list(self.restarts.items()):
+            if now >= when:
+                del self.restarts[name]
+                self.running.pop(name, None)
+                unit = Unit.find(name)
+                if unit is not None:
+                    self.start(unit, [])
+        for name, when in list(self.timers.items()):
+            if now >= when:
+                timer = Unit.find(name)
+                service = Unit.find(name[: -len(".timer")] + ".service")
+                if timer is None or service is None:
+                    del self.timers[name]
+                    continue
+                self.timers[name] = now + seconds(timer.get("OnUnitActiveSec", "1min"))
+                self.start(service, [])
+
+    def shutdown(self) -> None:
+        for name in list(self.running):
+            unit = self.running[name].unit
+            self.stop(unit)
