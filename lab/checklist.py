@@ -21,9 +21,9 @@ are up), and the failover of the last step happens: the VIP moves, both nodes ma
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
-import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -103,18 +103,27 @@ def read_steps(page: Path = PAGE) -> list[Step]:
 
 
 def wheelhouse(lab: Lab) -> Path:
-    """Wheels of this clone and its dependencies, for the nodes' offline ``pip install``."""
+    """Wheels of this clone and its dependencies, for the nodes' offline ``pip install``.
+
+    Built by a virtualenv of ``/usr/bin/python3``, the interpreter step 2 uses on the nodes,
+    so compiled dependencies (MarkupSafe, psutil) match it whatever runs the lab; under the
+    same lock as lab.install, since two runs may get here at once."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     stamp = WHEELHOUSE / "source.sha256"
-    digest = install.source_digest()
-    if stamp.is_file() and stamp.read_text() == digest:
-        return WHEELHOUSE
-    lab.say(f"building a wheelhouse of this clone in {WHEELHOUSE} (the nodes have no PyPI)")
-    for old in WHEELHOUSE.glob("ha_notify-*.whl"):
-        old.unlink()
-    cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
-    netns.run([*cmd, "--wheel-dir", str(WHEELHOUSE), str(configs.REPO)], timeout=900)
-    stamp.write_text(digest)
+    with (install.CACHE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        digest = install.source_digest()
+        if stamp.is_file() and stamp.read_text() == digest:
+            return WHEELHOUSE
+        lab.say(f"building a wheelhouse of this clone in {WHEELHOUSE} (the nodes have no PyPI)")
+        builder = install.CACHE / "builder"
+        if not (builder / "bin" / "pip").is_file():
+            netns.run(["/usr/bin/python3", "-m", "venv", "--clear", str(builder)], timeout=300)
+        for old in WHEELHOUSE.glob("ha_notify-*.whl"):
+            old.unlink()
+        cmd = [str(builder / "bin" / "pip"), "wheel", "--quiet", "--disable-pip-version-check"]
+        netns.run([*cmd, "--wheel-dir", str(WHEELHOUSE), str(configs.REPO)], timeout=900)
+        stamp.write_text(digest)
     return WHEELHOUSE
 
 
