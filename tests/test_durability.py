@@ -98,7 +98,12 @@ def test_fifty_concurrent_invocations(
     with ThreadPoolExecutor(max_workers=50) as pool:
         codes = list(pool.map(one, range(50)))
     assert codes == [0] * 50
-    assert cli_flush_clean(cfg)
+    # One flush drains 50 mails within its deadline on an idle machine; on a loaded one the
+    # deadline cuts it and the rest waits for the next flush (as the systemd timer does).
+    for _ in range(10):
+        assert cli_flush_clean(cfg)
+        if not pending(tmp_path / "state"):
+            break
     stored = json.loads((tmp_path / "state" / "state.json").read_text())
     assert stored["INSTANCE:VI_1"]["seq"] == 50
     counts = smtp.recorder.by_message_id()
