@@ -156,6 +156,16 @@ class Spool:
         mine = [e for e in found if e.key == key]
         return max(mine, key=lambda e: e.seq, default=None)
 
+    def holds(self, event: Event) -> bool:
+        """Whether the event with ``event``'s id is in the spool (pending, dead, or the last
+        delivered of its instance)."""
+        name = f"{event.id}.json"
+        if (self.pending / name).exists() or (self.dead / name).exists():
+            return True
+        done = self._done_path(event.key)
+        last = self.read(done) if done.exists() else None
+        return last is not None and last.event.id == event.id
+
     def counts(self) -> dict[str, Any]:
         """Pending and dead deliveries per channel, and the quarantined files (for metrics)."""
         pending: dict[str, int] = {}
