@@ -100,6 +100,9 @@ def test_answer_after_the_deadline_is_not_sent_twice(
     assert run_bin("flush", "-c", str(cfg)).returncode == 0
     assert list(smtp.recorder.by_message_id().values()) == [1], err
     assert WAITING in err and "delivered INSTANCE:" in err, err
+    # The grace let it end: no line may claim that a delivery was left unfinished.
+    assert "deliveries not done" not in err and "before every delivery" not in err, err
+    assert "stopped by" not in err or "after every delivery had ended" in err, err
     assert pending(tmp_path / "state") == []
 
 
@@ -158,4 +161,7 @@ def test_webhook_answer_after_the_deadline_is_not_posted_twice(
     finally:
         hook.stop()
     assert WAITING in err and "delivered INSTANCE:" in err, err
+    # The grace let it end: no line may claim that a delivery was left unfinished.
+    assert "deliveries not done" not in err and "before every delivery" not in err, err
+    assert "stopped by" not in err or "after every delivery had ended" in err, err
     assert pending(tmp_path / "state") == []

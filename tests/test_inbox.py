@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -80,7 +82,7 @@ def test_lock_held_queues_in_inbox_and_exits_in_time(
     assert "queued behind the state lock; numbered and sent by the next notify/flush" in (
         proc.stderr
     )
-    assert "Sending directly" not in proc.stderr
+    assert "Nothing was spooled" not in proc.stderr
     [queued] = inbox(state)
     data = json.loads(queued.read_text())
     assert data["event"]["state"] == "master" and data["argv"][0] == "master"
@@ -256,3 +258,44 @@ def test_fifty_at_once_with_a_hung_relay_and_cpu_hogs(
     events = pending(state)
     assert sorted(e["seq"] for e in events) == list(range(1, 51))
     assert len({e["id"] for e in events}) == 50
+
+
+def test_sigterm_while_waiting_says_nothing_was_sent(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """Lock held, inbox unwritable, SIGTERM during the wait: exit 1, and the message says
+    the alert was not sent because of the signal, never "sending directly"."""
+    hung = SilentServer()
+    cfg = write_config({"mail": mail_channel(hung.port, timeout=60)}, deadline=3)
+    state = tmp_path / "state"
+    held = HeldLock(state)
+    (state / "inbox").write_text("a file where the inbox folder belongs")
+    try:
+        proc = subprocess.Popen(
+            [str(BIN), "master", "-c", str(cfg)], env=ENV, stderr=subprocess.PIPE, text=True
+        )
+        lock = str(state / "state.lock")
+
+        def waiting() -> bool:
+            try:
+                fds = list(Path(f"/proc/{proc.pid}/fd").iterdir())
+                return any(os.readlink(fd) == lock for fd in fds)
+            except OSError:
+                return False
+
+        for _ in range(2400):  # bounded poll for the event "the notify opened the lock"
+            if waiting():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        held.release()
+        hung.stop()
+    assert proc.returncode == 1, err
+    assert "Sending directly" not in err
+    assert "the inbox could not be written" in err
+    assert "NOT delivered via mail: stopped by SIGTERM before it was sent (this alert is LOST)" in (
+        err
+    )
+    assert hung.conns == []

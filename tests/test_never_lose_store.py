@@ -164,7 +164,9 @@ def test_spool_fits_but_state_does_not(
     finally:
         subprocess.run(["umount", str(disk)], check=True)
     assert result.code == 0, result.err
-    assert "state.json could not be written" in result.err and "Sending directly" not in result.err
+    assert (
+        "state.json could not be written" in result.err and "Nothing was spooled" not in result.err
+    )
     assert after.code == 0, after.err
     got = [(m.message["X-HA-Notify-State"], m.message["Message-ID"]) for m in smtp.messages]
     assert [s for s, _ in got] == ["BACKUP", "MASTER", "FAULT"]

@@ -99,6 +99,7 @@ class Notifier:
             deadline_at = aio.command_start() + config.general.deadline
         self.deadline_at = deadline_at
         self._channels: Optional[dict[str, Built]] = None
+        self.cut_by = ""  # what cut the last run() short: "SIGTERM", "the deadline", or ""
 
     @property
     def channels(self) -> dict[str, Built]:
@@ -202,15 +203,42 @@ class Notifier:
         the spool already.
         """
         left = self.remaining(deadline) - CLEANUP
+        self.cut_by = ""
         if left <= 0:
             if asyncio.iscoroutine(coro):
                 coro.close()
             log.warning("deadline reached: nothing more is tried in this run")
+            self.cut_by = "the deadline"
             return None
-        result = aio.run_bounded(coro, left, on_signal, GRACE)
+        heard: list[int] = []
+
+        def hear(sig: int) -> None:
+            heard.append(sig)
+            if on_signal is not None:
+                on_signal(sig)
+
+        result = aio.run_bounded(coro, left, hear, GRACE)
         if result is None:
-            log.warning("stopped before every delivery finished; the rest stays spooled")
+            self.cut_by = signal.Signals(heard[0]).name if heard else "the deadline"
         return result
+
+    def _stopped(self, outcome: Outcome, groups: Optional[set[tuple[str, str]]]) -> None:
+        """After a cut run: say what really is left (a grace may have finished it all)."""
+        left = [d for d in self.spool.list_pending() if groups is None or d.group in groups]
+        if left:
+            log.warning(
+                "stopped by %s with %d deliveries not done (sent in this run: %d); they stay "
+                "spooled for the next run",
+                self.cut_by,
+                len(left),
+                len(outcome.sent),
+            )
+        else:
+            log.info(
+                "stopped by %s after every delivery had ended (sent in this run: %d)",
+                self.cut_by,
+                len(outcome.sent),
+            )
 
     def _spool_settled(self, s: Settled, facts: Node, summary: tuple[str, ...]) -> Event:
         kind, _, name = s.key.partition(":")
@@ -324,7 +352,8 @@ class Notifier:
         them in order, and what else is due, within ``deadline``; the rest stays spooled."""
         outcome = Outcome()
         flush = dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups)
-        self.run(flush, on_signal, deadline)
+        if self.run(flush, on_signal, deadline) is None:
+            self._stopped(outcome, groups)
         return outcome
 
     def notify(self, req: StateChange, deadline: Optional[float] = None) -> NotifyReport:
@@ -350,17 +379,25 @@ class Notifier:
     ) -> NotifyReport:
         """The event could not be spooled (nothing of it is on disk): say so, and still try
         every channel once, directly. Nothing is retried and nothing is sent twice."""
-        log.error("%s; sending without the spool (no retry possible)", exc)
-        note = f"{exc}; {state_dir_fix(exc)}. Nothing was spooled. Sending directly."
+        log.error("%s; trying each channel once without the spool (no retry possible)", exc)
+        note = f"{exc}; {state_dir_fix(exc)}. Nothing was spooled"
         # Unnumbered (#0): a number is only ever given under the state lock, with the spool.
         event = dataclasses.replace(self.preview(req), seq=0)
         targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
-        outcome = self.run(dispatch.send_direct(self.channels, targets), None, deadline)
-        outcome = outcome or Outcome()
+        outcome = Outcome()
+        if targets:
+            note += "; tried each channel once, directly (no retry)"
+            self.run(dispatch.send_direct(self.channels, targets, outcome), None, deadline)
         results = [ChannelResult(d.channel, SENT) for d in outcome.sent]
         for d in outcome.dead:
             results.append(ChannelResult(d.channel, FAILED, f": {outcome.errors.get(d.id, '')}"))
-        return NotifyReport(tuple(results), (note,), spooled=False)
+        ended = {d.id for d in outcome.sent + outcome.dead}
+        for d in targets:
+            if d.id not in ended:
+                why = f": stopped by {self.cut_by} before it was sent (this alert is LOST)"
+                results.append(ChannelResult(d.channel, FAILED, why))
+                log.error("%s %s NOT sent via %s%s", event.key, event.state.upper(), d.channel, why)
+        return NotifyReport(tuple(results), (note + ".",), spooled=False)
 
     def flush(
         self, *, due_only: bool = False, retry_dead: bool = False, deadline: Optional[float] = None
@@ -370,9 +407,9 @@ class Notifier:
         self.adopt(deadline)
         self.settle_flapping(deadline)
         outcome = Outcome()
-        self.run(
-            dispatch.flush(self.spool, self.channels, outcome, due_only=due_only), None, deadline
-        )
+        flush = dispatch.flush(self.spool, self.channels, outcome, due_only=due_only)
+        if self.run(flush, None, deadline) is None:
+            self._stopped(outcome, None)
         return outcome
 
     def test(
