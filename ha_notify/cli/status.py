@@ -86,6 +86,7 @@ def collect(config: Config) -> dict[str, Any]:
         "dead_letters": [_dead(d, now) for d in dead],
         "recipients": recipients,
         "quarantined": quarantined(spool),
+        "unreadable": [{"file": str(p), "reason": r} for p, r in sorted(spool.unreadable.items())],
         "checks": checks,
     }
 
@@ -191,6 +192,11 @@ def format_text(report: dict[str, Any]) -> str:
     lines.append(f"quarantined files: {len(report['quarantined'])}")
     for q in report["quarantined"]:
         lines.append(f"  {q['file']}: {q['reason']}")
+    if report.get("unreadable"):
+        count = len(report["unreadable"])
+        lines.append(f"unreadable now (left in place, tried again next run): {count}")
+    for u in report.get("unreadable", []):
+        lines.append(f"  {u['file']}: {u['reason']}")
     lines += ["", "health checks (last result of each vrrp_script check):"]
     if not report.get("checks"):
         lines.append("  none recorded")

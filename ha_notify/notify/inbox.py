@@ -13,10 +13,8 @@ removed, so a kill at any point leaves it in the spool once or still here, never
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -27,7 +25,7 @@ from typing import Any, Callable, Optional
 
 from ha_notify import aio
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, make_dirs, read_text
+from ha_notify.fsutil import atomic_write, instant, make_dirs, read_text, transient
 from ha_notify.notify.quarantine import Quarantine
 from ha_notify.notify.spool import Spool
 from ha_notify.notify.store import SUPPRESSED, Settled, StateStore
@@ -35,10 +33,6 @@ from ha_notify.notify.store import SUPPRESSED, Settled, StateStore
 log = logging.getLogger(__name__)
 ADOPTED = 100  # ids of adopted events remembered per instance (state.json "adopted")
 QUEUED = "queued behind the state lock; numbered and sent by the next notify/flush"
-# An OSError that says "not now", not "this file is bad": leave the file for the next run.
-TRANSIENT = frozenset(
-    {errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR, errno.EAGAIN}
-)
 
 
 @dataclass(frozen=True)
@@ -53,14 +47,6 @@ class Queued:
     @property
     def order(self) -> tuple[float, str]:
         return (self.started, self.path.name)
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, found {value!r:.40}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"expected a finite time >= 0, found {value!r}")
-    return float(value)
 
 
 class Inbox:
@@ -104,11 +90,11 @@ class Inbox:
             argv = data.get("argv", [])
             if not isinstance(argv, list):
                 raise ValueError("argv must be a list")
-            return Queued(path, event, _number(data.get("started")), tuple(map(str, argv)))
+            return Queued(path, event, instant(data.get("started")), tuple(map(str, argv)))
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno in TRANSIENT or isinstance(exc, PermissionError):
+            if transient(exc):
                 log.error("inbox file %s cannot be read now (%s); left for the next run", path, exc)
                 return None
             self.quarantine.put(path, f"damaged inbox file: {exc}")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ha_notify.errors import LockBusy, SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Event, Transition
-from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
+from ha_notify.fsutil import atomic_write, instant, locked, make_dirs, read_text
 from ha_notify.notify.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,16 @@ def _row(row: Any) -> bool:
         isinstance(row, dict)
         and isinstance(row.get("state"), str)
         and isinstance(row.get("seq"), int)
-        and isinstance(row.get("ts"), (int, float))
+        and _time(row.get("ts"))
     )
+
+
+def _time(value: Any) -> bool:
+    try:
+        instant(value)
+    except ValueError:
+        return False
+    return True
 
 
 def check_entry(entry: Any) -> str:
@@ -72,8 +80,8 @@ def check_entry(entry: Any) -> str:
     checks: tuple[tuple[str, Callable[[Any], bool]], ...] = (
         ("state", lambda v: v is None or isinstance(v, str)),
         ("seq", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-        ("since", lambda v: isinstance(v, (int, float))),
-        ("flapping_since", lambda v: v is None or isinstance(v, (int, float))),
+        ("since", _time),
+        ("flapping_since", lambda v: v is None or _time(v)),
         ("history", lambda v: isinstance(v, list) and all(_row(r) for r in v)),
         ("flap_rows", lambda v: isinstance(v, list) and all(_row(r) for r in v)),
         ("adopted", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
