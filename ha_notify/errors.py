@@ -36,6 +36,10 @@ class SpoolError(HaNotifyError, OSError):
     """The spool under state_dir cannot be written or read."""
 
 
+class LockBusy(SpoolError):
+    """Another process held the state lock for longer than this run could wait."""
+
+
 class ChannelError(HaNotifyError):
     """One delivery through one channel failed.
 

@@ -8,7 +8,9 @@ so a manual run never leaves files that the script user cannot open.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import math
 import os
 import stat
 import tempfile
@@ -16,6 +18,27 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional, Union
+
+# OSErrors that say "not now", not "this file is bad" (EACCES: a chmod/chown in flight, or
+# a file the operator must fix): the file stays where it is for the next run.
+TRANSIENT = frozenset(
+    {errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR, errno.EAGAIN}
+    | {errno.EACCES, errno.EPERM}
+)
+
+
+def transient(exc: OSError) -> bool:
+    """Whether reading a file failed for a reason that may pass (see TRANSIENT)."""
+    return exc.errno in TRANSIENT
+
+
+def instant(value: object) -> float:
+    """A stored time (seconds since the epoch): finite and not negative, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a time in seconds, found {value!r:.40}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected a finite time >= 0, found {value!r}")
+    return float(value)
 
 
 def _adopt(target: Union[int, str, Path], folder: Path) -> None:

@@ -98,7 +98,12 @@ def test_fifty_concurrent_invocations(
     with ThreadPoolExecutor(max_workers=50) as pool:
         codes = list(pool.map(one, range(50)))
     assert codes == [0] * 50
-    assert cli_flush_clean(cfg)
+    # One flush drains 50 mails within its deadline on an idle machine; on a loaded one the
+    # deadline cuts it and the rest waits for the next flush (as the systemd timer does).
+    for _ in range(10):
+        assert cli_flush_clean(cfg)
+        if not pending(tmp_path / "state"):
+            break
     stored = json.loads((tmp_path / "state" / "state.json").read_text())
     assert stored["INSTANCE:VI_1"]["seq"] == 50
     counts = smtp.recorder.by_message_id()
@@ -164,7 +169,10 @@ def test_unwritable_state_dir_still_sends(
     cfg = write_config({"mail": mail_channel(smtp.port)}, state_dir=str(blocker / "state"))
     result = cli("master", "-c", cfg)
     assert result.code == 1
-    assert "state_dir" in result.err and "Sending directly" in result.err
+    assert (
+        "state_dir" in result.err
+        and "Nothing was spooled; tried each channel once, directly" in result.err
+    )
     assert len(smtp.messages) == 1
 
 
@@ -190,7 +198,8 @@ def test_full_disk_still_sends(
     assert result.code == 1
     assert "No space left on device" in result.err
     assert (
-        "free space on state_dir's filesystem. Nothing was spooled. Sending directly." in result.err
+        "free space on state_dir's filesystem. Nothing was spooled; tried each channel once, directly (no retry)."
+        in result.err
     )
     assert len(smtp.messages) == 1
 
@@ -274,7 +283,7 @@ def test_keepalived_umask_keeps_spool_usable(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "Sending directly" not in proc.stderr
+    assert "Nothing was spooled" not in proc.stderr
     assert len(smtp.messages) == 1
     assert (tmp_path / "state" / "spool" / "pending").is_dir()
 
@@ -428,7 +437,7 @@ def test_root_run_keeps_files_usable_for_script_user(
             env={"HA_NOTIFY_SYSLOG": "off", "PATH": "/usr/bin:/bin"},
         )
         assert as_nobody.returncode == 0, as_nobody.stderr
-        assert "Sending directly" not in as_nobody.stderr
+        assert "Nothing was spooled" not in as_nobody.stderr
         assert [m.message["X-HA-Notify-State"] for m in smtp.messages] == ["MASTER", "BACKUP"]
     finally:
         shutil.rmtree(world)

@@ -14,6 +14,7 @@ import pytest
 
 from ha_notify import aio
 from tests.conftest import BIN, WriteConfig, mail_channel, run_bin
+from tests.http_recorder import Answer, Recorder, Request
 from tests.smtp_server import SMTPServer
 
 WAITING = "time is up while a server has a message"
@@ -99,6 +100,9 @@ def test_answer_after_the_deadline_is_not_sent_twice(
     assert run_bin("flush", "-c", str(cfg)).returncode == 0
     assert list(smtp.recorder.by_message_id().values()) == [1], err
     assert WAITING in err and "delivered INSTANCE:" in err, err
+    # The grace let it end: no line may claim that a delivery was left unfinished.
+    assert "deliveries not done" not in err and "before every delivery" not in err, err
+    assert "stopped by" not in err or "after every delivery had ended" in err, err
     assert pending(tmp_path / "state") == []
 
 
@@ -118,3 +122,46 @@ def test_no_answer_within_the_grace_says_it_may_arrive_twice(
     leg = json.loads(files[0].read_text())["channels"]["mail"]
     if smtp.messages:  # a machine so loaded that start-up ate the deadline never got there
         assert "the same Message-ID" in leg["last_error"], leg
+
+
+def test_webhook_answer_after_the_deadline_is_not_posted_twice(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """A webhook server reads the whole body and answers only once the notify's deadline is
+    up: the notify waits for that answer (the body was sent) and records it; the following
+    flush posts nothing again: exactly one request."""
+    gate = threading.Event()
+    hook = Recorder().start()
+
+    def late(request: Request) -> Answer:
+        gate.wait(60)  # a hang guard; the notify's stderr opens the gate
+        return Answer(200, b"ok")
+
+    hook.respond("/hook", late)
+    channel = {"type": "webhook", "url": hook.url("/hook"), "timeout": 60}
+    cfg = write_config({"hook": channel}, deadline=4)
+    env = {**os.environ, "HA_NOTIFY_SYSLOG": "off", "HA_NOTIFY_LOG_STDERR": "1"}
+    lines = []
+    try:
+        with subprocess.Popen(
+            [str(BIN), "master", "-c", str(cfg)], stderr=subprocess.PIPE, text=True, env=env
+        ) as proc:
+            try:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    lines.append(line)
+                    if WAITING in line:  # the deadline is up and the server has the body
+                        gate.set()
+            finally:
+                gate.set()
+        err = "".join(lines)
+        assert proc.returncode == 0, err
+        assert run_bin("flush", "-c", str(cfg)).returncode == 0
+        assert len(hook.on("/hook")) == 1, err
+    finally:
+        hook.stop()
+    assert WAITING in err and "delivered INSTANCE:" in err, err
+    # The grace let it end: no line may claim that a delivery was left unfinished.
+    assert "deliveries not done" not in err and "before every delivery" not in err, err
+    assert "stopped by" not in err or "after every delivery had ended" in err, err
+    assert pending(tmp_path / "state") == []

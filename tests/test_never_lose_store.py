@@ -46,6 +46,7 @@ def test_damaged_and_foreign_files_are_quarantined_and_counted(
         "pending": {"mail": 1},
         "dead": {},
         "quarantined": 3,
+        "unreadable": 0,
     }
     server.start()
     try:
@@ -64,6 +65,9 @@ def test_damaged_and_foreign_files_are_quarantined_and_counted(
         '{"INSTANCE:VI_1": {"seq": 2, "history": [{"state": 1}]}}',
         '{"INSTANCE:VI_1": "MASTER"}',
         "{not json",
+        '{"INSTANCE:VI_1": {"seq": 1, "state": "backup", "since": NaN}}',
+        '{"INSTANCE:VI_1": {"seq": 1, "state": "backup", "since": -5}}',
+        '{"INSTANCE:VI_1": {"seq": 1, "history": [{"state": "x", "seq": 1, "ts": Infinity}]}}',
     ],
 )
 def test_wrong_shaped_state_is_reset_loudly(
@@ -127,8 +131,11 @@ def test_unreadable_pending_file_blocks_nothing(
         assert done.returncode == 0, done.stderr
         assert [m.message["X-HA-Notify-State"] for m in smtp.messages] == ["BACKUP", "MASTER"]
         report = json.loads(run("status", "--json").stdout)
-        assert len(report["quarantined"]) == 1
-        assert "permission denied" in report["quarantined"][0]["reason"]
+        # Unreadable is not damaged: left in place (an operator's chown fixes it), counted.
+        assert report["quarantined"] == [] and stranger.exists()
+        [unreadable] = report["unreadable"]
+        assert unreadable["file"] == str(stranger)
+        assert "cannot be read now (Permission denied)" in unreadable["reason"]
     finally:
         shutil.rmtree(world)
 
@@ -164,7 +171,9 @@ def test_spool_fits_but_state_does_not(
     finally:
         subprocess.run(["umount", str(disk)], check=True)
     assert result.code == 0, result.err
-    assert "state.json could not be written" in result.err and "Sending directly" not in result.err
+    assert (
+        "state.json could not be written" in result.err and "Nothing was spooled" not in result.err
+    )
     assert after.code == 0, after.err
     got = [(m.message["X-HA-Notify-State"], m.message["Message-ID"]) for m in smtp.messages]
     assert [s for s, _ in got] == ["BACKUP", "MASTER", "FAULT"]
@@ -280,6 +289,7 @@ def test_spool_files_of_the_previous_version_are_kept(
         "pending": {"mail": 1},
         "dead": {"mail": 1},
         "quarantined": 0,
+        "unreadable": 0,
     }
     server.start()
     try:

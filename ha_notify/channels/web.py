@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ha_notify import __version__, tls
+from ha_notify import __version__, aio, tls
 from ha_notify.errors import ChannelError, ChannelTimeoutError, ConfigError
 from ha_notify.event import clean
 
@@ -229,8 +229,20 @@ class Http:
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str], where: str) -> HttpReply:
         async with httpx.AsyncClient(verify=self._verify(), timeout=self.timeout) as client:
-            response = await client.post(url, content=body, headers=headers)
+            extensions = {"trace": _trace}
+            response = await client.post(url, content=body, headers=headers, extensions=extensions)
         return HttpReply(where, response.status_code, response.headers, response.text)
+
+
+# httpcore's trace events after which the server has the whole request: from there it may
+# act on it, and a run cut before the answer would post it again (see aio.handed_over).
+BODY_SENT = ("http11.send_request_body.complete", "http2.send_request_body.complete")
+
+
+async def _trace(event: str, info: Mapping[str, Any]) -> None:
+    del info
+    if event in BODY_SENT:
+        aio.handed_over()
 
 
 class Auth:

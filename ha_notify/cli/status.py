@@ -10,6 +10,7 @@ from typing import Any
 from ha_notify.config import Config
 from ha_notify.notify import deadletters
 from ha_notify.notify.delivery import Delivery
+from ha_notify.notify.inbox import Inbox
 from ha_notify.notify.spool import Spool
 from ha_notify.notify.store import StateStore
 
@@ -43,6 +44,26 @@ def collect(config: Config) -> dict[str, Any]:
             info["last_error"] = d.last_error
         info["attempts"] = max(info["attempts"], d.attempts)
         recipients += _recipients(d, "pending")
+    queued = []
+    for q in Inbox(g.state_dir, spool.quarantine).entries():  # pending for its channels too
+        if spool.holds(q.event):  # numbered already; a killed adopter left the inbox copy
+            continue
+        for c in config.channels:
+            if c.wants(q.event.state):
+                info = channels.setdefault(
+                    c.name, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
+                )
+                info["pending"] += 1
+                info["oldest_age_s"] = max(info["oldest_age_s"], round(now - q.started, 1))
+        queued.append(
+            {
+                "event": q.event.id,
+                "instance": q.event.key,
+                "state": q.event.state,
+                "since": deadletters.clock(q.started),
+                "argv": list(q.argv),
+            }
+        )
     dead = deadletters.newest_first(spool.list_dead())
     for d in dead:
         recipients += _recipients(d, "dead")
@@ -58,12 +79,14 @@ def collect(config: Config) -> dict[str, Any]:
         "state_dir": str(g.state_dir),
         "instances": instances,
         "pending": channels,
+        "queued": queued,
         "deliveries": [_pending(d, now) for d in sorted(pending, key=lambda d: d.next_attempt)],
         "dead": len(dead),
         "dead_last_error": dead[0].last_error if dead else "",
         "dead_letters": [_dead(d, now) for d in dead],
         "recipients": recipients,
         "quarantined": quarantined(spool),
+        "unreadable": [{"file": str(p), "reason": r} for p, r in sorted(spool.unreadable.items())],
         "checks": checks,
     }
 
@@ -130,7 +153,7 @@ def format_text(report: dict[str, Any]) -> str:
             f"{info['since']}{flag}"
         )
     lines += ["", "pending deliveries:"]
-    if not report["pending"]:
+    if not report["pending"] and not report.get("queued"):
         lines.append("  none")
     for name, info in sorted(report["pending"].items()):
         lines.append(
@@ -139,6 +162,13 @@ def format_text(report: dict[str, Any]) -> str:
         )
         if info["last_error"]:
             lines.append(f"  {'':<16} newest error: {info['last_error']}")
+    if report.get("queued"):
+        lines.append(
+            f"  {len(report['queued'])} events queued behind the state lock (numbered and sent "
+            "by the next notify/flush):"
+        )
+    for q in report.get("queued", []):
+        lines.append(f"  {'':<16} {q['instance']} {q['state'].upper()} since {q['since']}")
     for item in report.get("deliveries", []):
         lines.append(
             f"  {'':<16} {item['id']} ({item['instance']} #{item['seq']}): next attempt "
@@ -162,6 +192,11 @@ def format_text(report: dict[str, Any]) -> str:
     lines.append(f"quarantined files: {len(report['quarantined'])}")
     for q in report["quarantined"]:
         lines.append(f"  {q['file']}: {q['reason']}")
+    if report.get("unreadable"):
+        count = len(report["unreadable"])
+        lines.append(f"unreadable now (left in place, tried again next run): {count}")
+    for u in report.get("unreadable", []):
+        lines.append(f"  {u['file']}: {u['reason']}")
     lines += ["", "health checks (last result of each vrrp_script check):"]
     if not report.get("checks"):
         lines.append("  none recorded")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ha_notify.event import Event
+from ha_notify.fsutil import instant
 
 PENDING, SENT, DEAD, DROPPED = "pending", "sent", "dead", "dropped"
 STATUSES = (PENDING, SENT, DEAD, DROPPED)
@@ -50,11 +51,11 @@ class Leg:
         return cls(
             status=str(data.get("status", PENDING)),
             attempts=int(data.get("attempts", 0)),
-            next_attempt=float(data.get("next_attempt", 0.0)),
+            next_attempt=instant(data.get("next_attempt", 0.0)),
             last_error=str(data.get("last_error", "")),
             sent_to=tuple(str(r) for r in data.get("sent_to", ())),
             dead_to={str(k): str(v) for k, v in dead_to.items()},
-            last_try=float(data.get("last_try", 0.0)),
+            last_try=instant(data.get("last_try", 0.0)),
         )
 
 
@@ -128,4 +129,4 @@ def parse(path: Path, data: Any) -> EventFile:
     else:  # version 1: one file per (event, channel); its folder was its status
         status = DEAD if path.parent.name == "dead" else PENDING
         legs = {str(data["channel"]): Leg.from_json({**data, "status": status})}
-    return EventFile(path, event, float(data["created"]), legs)
+    return EventFile(path, event, instant(data["created"]), legs)

@@ -212,9 +212,9 @@ def _waiting(spool: Spool, oldest: Delivery, now: float) -> bool:
     return oldest.next_attempt > now and not spool.expired(oldest, now)
 
 
-async def send_direct(channels: dict[str, Built], deliveries: list[Delivery]) -> Outcome:
-    """No spool (state_dir unwritable): try each channel once, concurrently, keep nothing."""
-    out = Outcome()
+async def send_direct(channels: dict[str, Built], deliveries: list[Delivery], out: Outcome) -> None:
+    """No spool (state_dir unwritable): try each channel once, concurrently, keep nothing;
+    ``out`` is filled as each ends, so it tells the truth when a signal cuts the rest."""
 
     async def one(d: Delivery) -> None:
         channel = channels.get(d.channel)
@@ -230,4 +230,3 @@ async def send_direct(channels: dict[str, Built], deliveries: list[Delivery]) ->
             out.dead.append(d)
 
     await asyncio.gather(*(one(d) for d in deliveries))
-    return out

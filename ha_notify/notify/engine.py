@@ -10,16 +10,17 @@ import signal
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
 from ha_notify import aio
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
-from ha_notify.errors import ConfigError, SpoolError
+from ha_notify.errors import ConfigError, LockBusy, SpoolError
 from ha_notify.event import STABLE, TEST, Event, Node
 from ha_notify.notify import dispatch, node
 from ha_notify.notify.delivery import Delivery
 from ha_notify.notify.dispatch import Built, Outcome
+from ha_notify.notify.inbox import QUEUED, Inbox, adopt
 from ha_notify.notify.redact import error_text
 from ha_notify.notify.render import Renderer
 from ha_notify.notify.report import (
@@ -43,6 +44,10 @@ CLEANUP = 0.25
 # the server's answer (aio.committed): cut there, it would be sent again, a duplicate. It ends
 # by deadline + 0.5 s, inside the hard limit of deadline + 1 s.
 GRACE = CLEANUP + 0.5
+# Seconds kept back from the deadline, when waiting for the state lock, to write the event
+# to the inbox instead (fsync included) and exit in time.
+INBOX_RESERVE = 0.5
+LOCK_MIN = 0.2  # a run whose deadline is already gone still tries the lock this long
 
 
 @contextlib.contextmanager
@@ -67,6 +72,15 @@ class StateChange:
     priority: Optional[int] = None
 
 
+class Spooled(NamedTuple):
+    """What record() did: this event's deliveries, notes for the operator, and whether the
+    event went to the inbox (numbered and sent by the next holder of the state lock)."""
+
+    deliveries: list[Delivery]
+    notes: tuple[str, ...]
+    queued: bool = False
+
+
 class Notifier:
     """Everything one invocation needs: config, renderer, channels, store and spool."""
 
@@ -79,10 +93,13 @@ class Notifier:
         self.renderer = Renderer(g.language, g.templates_dir)
         self.store = StateStore(g.state_dir, g.flap_threshold, g.flap_window)
         self.spool = Spool(g.state_dir, g.max_age)
+        self.inbox = Inbox(g.state_dir, self.spool.quarantine)
+        self.store.adopter = self._adopt
         if deadline_at is None:
             deadline_at = aio.command_start() + config.general.deadline
         self.deadline_at = deadline_at
         self._channels: Optional[dict[str, Built]] = None
+        self.cut_by = ""  # what cut the last run() short: "SIGTERM", "the deadline", or ""
 
     @property
     def channels(self) -> dict[str, Built]:
@@ -104,9 +121,25 @@ class Notifier:
         return (self.deadline_at if deadline is None else deadline) - time.monotonic()
 
     def lock_wait(self, deadline: Optional[float] = None) -> float:
-        """How long to wait for the state lock: spooling the event comes before the deadline,
-        but a stuck holder must not hold us forever."""
-        return max(self.remaining(deadline), 2.0)
+        """How long to wait for the state lock: until shortly before the deadline, keeping
+        time to queue the event in the inbox instead (the deadline is hard)."""
+        return max(self.remaining(deadline) - INBOX_RESERVE, LOCK_MIN)
+
+    def _adopt(self, data: dict[str, Any]) -> None:
+        """Under the state lock: number the events queued in the inbox (see inbox.py)."""
+        if not self.inbox.names():
+            return
+
+        def settled(s: Settled, event: Event) -> Event:
+            return self._spool_settled(s, event.node, event.haproxy)
+
+        adopt(self.inbox, self.store, self.spool, data, self.wanted, settled)
+
+    def adopt(self, deadline: Optional[float] = None) -> None:
+        """Number what waits in the inbox now (flush, the FIFO reader's housekeeping); if
+        another process holds the state lock, it does."""
+        if self.inbox.names() and not self.store.adopt(self.lock_wait(deadline)):
+            log.info("state lock busy: its holder numbers the queued events")
 
     def node(self) -> Node:
         g = self.config.general
@@ -170,15 +203,42 @@ class Notifier:
         the spool already.
         """
         left = self.remaining(deadline) - CLEANUP
+        self.cut_by = ""
         if left <= 0:
             if asyncio.iscoroutine(coro):
                 coro.close()
             log.warning("deadline reached: nothing more is tried in this run")
+            self.cut_by = "the deadline"
             return None
-        result = aio.run_bounded(coro, left, on_signal, GRACE)
+        heard: list[int] = []
+
+        def hear(sig: int) -> None:
+            heard.append(sig)
+            if on_signal is not None:
+                on_signal(sig)
+
+        result = aio.run_bounded(coro, left, hear, GRACE)
         if result is None:
-            log.warning("stopped before every delivery finished; the rest stays spooled")
+            self.cut_by = signal.Signals(heard[0]).name if heard else "the deadline"
         return result
+
+    def _stopped(self, outcome: Outcome, groups: Optional[set[tuple[str, str]]]) -> None:
+        """After a cut run: say what really is left (a grace may have finished it all)."""
+        left = [d for d in self.spool.list_pending() if groups is None or d.group in groups]
+        if left:
+            log.warning(
+                "stopped by %s with %d deliveries not done (sent in this run: %d); they stay "
+                "spooled for the next run",
+                self.cut_by,
+                len(left),
+                len(outcome.sent),
+            )
+        else:
+            log.info(
+                "stopped by %s after every delivery had ended (sent in this run: %d)",
+                self.cut_by,
+                len(outcome.sent),
+            )
 
     def _spool_settled(self, s: Settled, facts: Node, summary: tuple[str, ...]) -> Event:
         kind, _, name = s.key.partition(":")
@@ -204,11 +264,10 @@ class Notifier:
             lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait(deadline)
         )
 
-    def record(
-        self, req: StateChange, deadline: Optional[float] = None
-    ) -> tuple[list[Delivery], tuple[str, ...]]:
+    def record(self, req: StateChange, deadline: Optional[float] = None) -> Spooled:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order.
-        Returns the deliveries and the notes for the operator."""
+        If the state lock cannot be had in time, the event is queued in the inbox instead.
+        Raises SpoolError when neither the spool nor the inbox can be written."""
         key = f"{req.kind}:{req.name}"
         facts = self.node()  # gathered before taking the state lock
         summary = haproxy_summary(self.config.checks)
@@ -227,14 +286,17 @@ class Notifier:
             )
             return self.spool.add(event, self.wanted(event))
 
-        rec, mine = self.store.record(
-            key,
-            req.state,
-            spool_it,
-            timeout=self.lock_wait(deadline),
-            latest=self.spool.latest,
-            on_settled=lambda s: self._spool_settled(s, facts, summary),
-        )
+        try:
+            rec, mine = self.store.record(
+                key,
+                req.state,
+                spool_it,
+                timeout=self.lock_wait(deadline),
+                latest=self.spool.latest,
+                on_settled=lambda s: self._spool_settled(s, facts, summary),
+            )
+        except LockBusy as exc:
+            return self._queue(self.make_event(req, facts, haproxy=summary), exc)
         level = logging.WARNING if req.state in ("fault", "stop") else logging.INFO
         log.log(
             level,
@@ -255,7 +317,17 @@ class Notifier:
         elif rec.subject == SUPPRESSED:
             log.warning("%s is flapping: %s recorded, summarised when stable", key, req.state)
         self.settle_flapping(deadline)
-        return mine, tuple(notes)
+        return Spooled(mine, tuple(notes))
+
+    def _queue(self, event: Event, busy: LockBusy) -> Spooled:
+        """The state lock was busy too long: queue ``event`` (unnumbered) in the inbox."""
+        try:
+            path = self.inbox.put(event)
+        except OSError as exc:
+            raise SpoolError(f"{busy}, and the inbox could not be written: {exc}") from exc
+        what = f"{event.kind} {event.name} {event.state.upper()}"
+        log.warning("%s: %s (%s; event %s in %s)", what, QUEUED, busy, event.id, path.parent)
+        return Spooled([], (f"{what}: {QUEUED}",), queued=True)
 
     def spool_alert(self, event: Event, deadline: Optional[float] = None) -> list[Delivery]:
         """Spool an event that is not a state change (a pair alert) for every channel that
@@ -280,7 +352,8 @@ class Notifier:
         them in order, and what else is due, within ``deadline``; the rest stays spooled."""
         outcome = Outcome()
         flush = dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups)
-        self.run(flush, on_signal, deadline)
+        if self.run(flush, on_signal, deadline) is None:
+            self._stopped(outcome, groups)
         return outcome
 
     def notify(self, req: StateChange, deadline: Optional[float] = None) -> NotifyReport:
@@ -288,10 +361,12 @@ class Notifier:
         # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.
         with signals_deferred():
             try:
-                mine, notes = self.record(req, deadline)
+                mine, notes, queued = self.record(req, deadline)
             except SpoolError as exc:
                 return self.send_without_spool(req, exc, deadline)
             outcome = Outcome()
+            if queued:  # the lock's holder is busy sending; it numbers and sends this one
+                return NotifyReport((), notes)
             if self.config.channels:
                 # This event's groups go at once (with what is queued before it, in order);
                 # other pending deliveries only when their backoff is over.
@@ -304,28 +379,37 @@ class Notifier:
     ) -> NotifyReport:
         """The event could not be spooled (nothing of it is on disk): say so, and still try
         every channel once, directly. Nothing is retried and nothing is sent twice."""
-        log.error("%s; sending without the spool (no retry possible)", exc)
-        note = f"{exc}; {state_dir_fix(exc)}. Nothing was spooled. Sending directly."
+        log.error("%s; trying each channel once without the spool (no retry possible)", exc)
+        note = f"{exc}; {state_dir_fix(exc)}. Nothing was spooled"
         # Unnumbered (#0): a number is only ever given under the state lock, with the spool.
         event = dataclasses.replace(self.preview(req), seq=0)
         targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
-        outcome = self.run(dispatch.send_direct(self.channels, targets), None, deadline)
-        outcome = outcome or Outcome()
+        outcome = Outcome()
+        if targets:
+            note += "; tried each channel once, directly (no retry)"
+            self.run(dispatch.send_direct(self.channels, targets, outcome), None, deadline)
         results = [ChannelResult(d.channel, SENT) for d in outcome.sent]
         for d in outcome.dead:
             results.append(ChannelResult(d.channel, FAILED, f": {outcome.errors.get(d.id, '')}"))
-        return NotifyReport(tuple(results), (note,), spooled=False)
+        ended = {d.id for d in outcome.sent + outcome.dead}
+        for d in targets:
+            if d.id not in ended:
+                why = f": stopped by {self.cut_by} before it was sent (this alert is LOST)"
+                results.append(ChannelResult(d.channel, FAILED, why))
+                log.error("%s %s NOT sent via %s%s", event.key, event.state.upper(), d.channel, why)
+        return NotifyReport(tuple(results), (note + ".",), spooled=False)
 
     def flush(
         self, *, due_only: bool = False, retry_dead: bool = False, deadline: Optional[float] = None
     ) -> Outcome:
         if retry_dead:
             log.warning("moved %d dead deliveries back to pending", self.spool.revive())
+        self.adopt(deadline)
         self.settle_flapping(deadline)
         outcome = Outcome()
-        self.run(
-            dispatch.flush(self.spool, self.channels, outcome, due_only=due_only), None, deadline
-        )
+        flush = dispatch.flush(self.spool, self.channels, outcome, due_only=due_only)
+        if self.run(flush, None, deadline) is None:
+            self._stopped(outcome, None)
         return outcome
 
     def test(

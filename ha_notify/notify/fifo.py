@@ -135,7 +135,7 @@ class FifoServer:
             return set()
         req = StateChange(parsed.state, parsed.name, parsed.kind, parsed.priority)
         try:
-            mine, notes = self.notifier.record(req, self.deadline())
+            mine, notes, _ = self.notifier.record(req, self.deadline())
         except SpoolError as exc:
             notes = tuple(self.notifier.send_without_spool(req, exc, self.deadline()).lines())
             mine = []
@@ -184,6 +184,7 @@ class FifoServer:
             if mine or now - last_housekeeping >= IDLE:
                 last_housekeeping = now
                 try:
+                    self.notifier.adopt(self.deadline())
                     self.notifier.settle_flapping(self.deadline())
                 except (SpoolError, OSError) as exc:
                     log.error("flapping check failed: %s", exc)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
+from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text, transient
 from ha_notify.notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
 from ha_notify.notify.quarantine import Quarantine
 from ha_notify.notify.waits import Waits
@@ -58,6 +58,7 @@ class Spool:
         self.quarantine = Quarantine(self.root / "quarantine")
         self.waits = Waits(self.root / "waits")
         self.max_age = max_age
+        self.unreadable: dict[Path, str] = {}  # left in place for the next run, and why
 
     def ensure(self) -> None:
         try:
@@ -84,16 +85,22 @@ class Spool:
             return parse(path, json.loads(read_text(path)))
         except FileNotFoundError:
             return None
-        except PermissionError:
-            owner = "?"
-            with contextlib.suppress(OSError):
-                owner = str(path.stat().st_uid)
-            self.quarantine.put(
-                path,
-                f"permission denied (owner uid {owner}): chown it to state_dir's owner "
-                "(keepalived's script_user) and move it back to pending/",
-            )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        except OSError as exc:
+            if not transient(exc):
+                self.quarantine.put(path, f"damaged spool file: {type(exc).__name__}: {exc}")
+                return None
+            why = f"cannot be read now ({exc.strerror or exc}); left in place for the next run"
+            if isinstance(exc, PermissionError):
+                owner = "?"
+                with contextlib.suppress(OSError):
+                    owner = str(path.stat().st_uid)
+                why += (
+                    f" (owner uid {owner}: chown it to state_dir's owner, keepalived's script_user)"
+                )
+            if path not in self.unreadable:
+                log.error("spool file %s %s", path, why)
+            self.unreadable[path] = why
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             self.quarantine.put(path, f"damaged spool file: {type(exc).__name__}: {exc}")
         return None
 
@@ -156,6 +163,16 @@ class Spool:
         mine = [e for e in found if e.key == key]
         return max(mine, key=lambda e: e.seq, default=None)
 
+    def holds(self, event: Event) -> bool:
+        """Whether the event with ``event``'s id is in the spool (pending, dead, or the last
+        delivered of its instance)."""
+        name = f"{event.id}.json"
+        if (self.pending / name).exists() or (self.dead / name).exists():
+            return True
+        done = self._done_path(event.key)
+        last = self.read(done) if done.exists() else None
+        return last is not None and last.event.id == event.id
+
     def counts(self) -> dict[str, Any]:
         """Pending and dead deliveries per channel, and the quarantined files (for metrics)."""
         pending: dict[str, int] = {}
@@ -167,7 +184,12 @@ class Spool:
                         pending[name] = pending.get(name, 0) + 1
                     elif leg.status == DEAD:
                         dead[name] = dead.get(name, 0) + 1
-        return {"pending": pending, "dead": dead, "quarantined": len(self.quarantine.list())}
+        return {
+            "pending": pending,
+            "dead": dead,
+            "quarantined": len(self.quarantine.list()),
+            "unreadable": len(self.unreadable),
+        }
 
     def lock_path(self, group: tuple[str, str]) -> Path:
         return self.locks / f"{digest(group[0] + chr(0) + group[1])}.lock"

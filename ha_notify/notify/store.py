@@ -16,9 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
-from ha_notify.errors import SpoolError
+from ha_notify.errors import LockBusy, SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Event, Transition
-from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text
+from ha_notify.fsutil import atomic_write, instant, locked, make_dirs, read_text
 from ha_notify.notify.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,16 @@ def _row(row: Any) -> bool:
         isinstance(row, dict)
         and isinstance(row.get("state"), str)
         and isinstance(row.get("seq"), int)
-        and isinstance(row.get("ts"), (int, float))
+        and _time(row.get("ts"))
     )
+
+
+def _time(value: Any) -> bool:
+    try:
+        instant(value)
+    except ValueError:
+        return False
+    return True
 
 
 def check_entry(entry: Any) -> str:
@@ -72,10 +80,11 @@ def check_entry(entry: Any) -> str:
     checks: tuple[tuple[str, Callable[[Any], bool]], ...] = (
         ("state", lambda v: v is None or isinstance(v, str)),
         ("seq", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-        ("since", lambda v: isinstance(v, (int, float))),
-        ("flapping_since", lambda v: v is None or isinstance(v, (int, float))),
+        ("since", _time),
+        ("flapping_since", lambda v: v is None or _time(v)),
         ("history", lambda v: isinstance(v, list) and all(_row(r) for r in v)),
         ("flap_rows", lambda v: isinstance(v, list) and all(_row(r) for r in v)),
+        ("adopted", lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v)),
     )
     for name, ok in checks:
         if name in entry and not ok(entry[name]):
@@ -93,6 +102,22 @@ class StateStore:
         self.flap_threshold = flap_threshold
         self.flap_window = flap_window
         self.quarantine = Quarantine(state_dir / "spool" / "quarantine")
+        # Called first under the lock with the entries read: numbers what waits in the inbox
+        # (see inbox.py; set by the Notifier). It saves the store itself before returning.
+        self.adopter: Optional[Callable[[dict[str, Any]], None]] = None
+
+    def _busy(self, timeout: Optional[float]) -> LockBusy:
+        return LockBusy(
+            f"state_dir {self.dir}: {self.lock.name} is held by another process "
+            f"(waited {timeout or 0:g}s)"
+        )
+
+    def _held(self, repair: bool = True) -> dict[str, Any]:
+        """Under the lock: the entries, after the inbox's events were numbered."""
+        data = self._read(repair=repair)
+        if self.adopter is not None:
+            self.adopter(data)
+        return data
 
     def _ensure(self) -> None:
         if self.dir.exists() and not self.dir.is_dir():
@@ -185,18 +210,10 @@ class StateStore:
         try:
             with locked(self.lock, timeout) as got:
                 if not got:
-                    raise SpoolError(
-                        f"state_dir {self.dir}: {self.lock.name} is held by another "
-                        f"process (waited {timeout:g}s)"
-                    )
-                data = self._read(repair=True)
+                    raise self._busy(timeout)
+                data = self._held()
                 entry = data.setdefault(key, {})
-                self._repair(key, entry, latest(key))
-                if self._quiet(entry, now):
-                    quiet = self._settle_entry(key, entry)
-                    if on_settled is not None:
-                        on_settled(quiet)
-                result = self._apply(entry, state, now)
+                result = self.apply(key, entry, state, now, latest(key), on_settled)
                 spooled = then(result)
                 try:
                     self._write(data)
@@ -208,6 +225,8 @@ class StateStore:
                     log.error("%s", warning)
                     result = Recorded(result.previous, result.seq, result.subject, (), warning)
                 return result, spooled
+        except LockBusy:
+            raise
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot record state: {exc}") from exc
 
@@ -224,14 +243,48 @@ class StateStore:
         try:
             with locked(self.lock, timeout) as got:
                 if not got:
-                    raise SpoolError(
-                        f"state_dir {self.dir}: {self.lock.name} is held by another "
-                        f"process (waited {timeout:g}s)"
-                    )
+                    raise self._busy(timeout)
+                self._held()
                 newest = latest(key)
                 return then((newest.seq if newest is not None else 0) + 1)
+        except LockBusy:
+            raise
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot number {key}: {exc}") from exc
+
+    def adopt(self, timeout: Optional[float] = None) -> bool:
+        """Take the lock only to number what waits in the inbox; False if the lock was busy
+        (its holder numbers them)."""
+        self._ensure()
+        try:
+            with locked(self.lock, timeout) as got:
+                if got:
+                    self._held()
+                return got
+        except OSError as exc:
+            raise SpoolError(f"state_dir {self.dir}: cannot number queued events: {exc}") from exc
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Write ``data`` (under the lock); raises OSError."""
+        self._write(data)
+
+    def apply(
+        self,
+        key: str,
+        entry: dict[str, Any],
+        state: str,
+        now: float,
+        newest: Optional[Event],
+        on_settled: Optional[Callable[[Settled], Any]] = None,
+    ) -> Recorded:
+        """Under the lock: ``state`` applied to ``entry`` (repaired from the spool's
+        ``newest`` event, settled first if its flapping has ended)."""
+        self._repair(key, entry, newest)
+        if self._quiet(entry, now):
+            quiet = self._settle_entry(key, entry)
+            if on_settled is not None:
+                on_settled(quiet)
+        return self._apply(entry, state, now)
 
     def _repair(self, key: str, entry: dict[str, Any], newest: Optional[Event]) -> None:
         if newest is None or newest.seq <= int(entry.get("seq", 0)):
@@ -292,7 +345,7 @@ class StateStore:
             with locked(self.lock, timeout) as got:
                 if not got:
                     return settled  # someone else holds the store; the next run settles
-                data = self._read(repair=True)
+                data = self._held()
                 for key, entry in data.items():
                     if self._quiet(entry, now):
                         settled.append(then(self._settle_entry(key, entry)))

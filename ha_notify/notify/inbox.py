@@ -1,0 +1,185 @@
+"""The inbox: events that could not get the state lock in time, waiting to be numbered.
+
+Under load (50 notifies at once on 2 cores) a notify may not get ``state.lock`` before its
+deadline. Instead of sending an unnumbered copy directly (lost if the relay hangs), it
+writes its event here, lock-free: one file per event, named by the event id, written with
+temp file + fsync + rename + folder fsync. Whoever next holds the lock (a notify, the FIFO
+reader, ``flush``, the watcher) first adopts every inbox event, in arrival order (process
+start time, then name), as a numbered spool entry: the spool file is written first and the
+inbox file removed after it, and an event whose id is already spooled or recorded is only
+removed, so a kill at any point leaves it in the spool once or still here, never both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ha_notify import aio
+from ha_notify.event import Event
+from ha_notify.fsutil import atomic_write, instant, make_dirs, read_text, transient
+from ha_notify.notify.quarantine import Quarantine
+from ha_notify.notify.spool import Spool
+from ha_notify.notify.store import SUPPRESSED, Settled, StateStore
+
+log = logging.getLogger(__name__)
+ADOPTED = 100  # ids of adopted events remembered per instance (state.json "adopted")
+QUEUED = "queued behind the state lock; numbered and sent by the next notify/flush"
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One inbox event: the unnumbered event, when its process started, and its arguments."""
+
+    path: Path
+    event: Event
+    started: float  # wall-clock time the notify process started
+    argv: tuple[str, ...]
+
+    @property
+    def order(self) -> tuple[float, str]:
+        return (self.started, self.path.name)
+
+
+class Inbox:
+    """``state_dir/inbox``: one file per event queued behind the state lock."""
+
+    def __init__(self, state_dir: Path, quarantine: Quarantine) -> None:
+        self.folder = state_dir / "inbox"
+        self.quarantine = quarantine
+
+    def put(self, event: Event) -> Path:
+        """Write ``event`` (unnumbered) durably; raises OSError when even that fails."""
+        make_dirs(self.folder)
+        # When this command started (the process, for the console script), on the wall clock.
+        started = time.time() - (time.monotonic() - aio.command_start())
+        data = {
+            "version": 1,
+            "event": event.to_json(),
+            "started": started,
+            "argv": sys.argv[1:],
+        }
+        path = self.folder / f"{event.id}.json"
+        atomic_write(path, json.dumps(data, ensure_ascii=False))
+        return path
+
+    def names(self) -> list[str]:
+        """The inbox's event files (cheap: no file is read)."""
+        try:
+            return [n for n in os.listdir(self.folder) if n.endswith(".json")]
+        except FileNotFoundError:
+            return []
+
+    def read(self, path: Path) -> Optional[Queued]:
+        """The inbox event at ``path``; None if gone, unreadable for now, or quarantined."""
+        try:
+            data = json.loads(read_text(path))
+            if not isinstance(data, dict) or not isinstance(data.get("event"), dict):
+                raise ValueError("not an inbox entry (no event object)")
+            event = Event.from_json(data["event"])
+            if f"{event.id}.json" != path.name:
+                raise ValueError(f"its event id {event.id!r} does not match its name")
+            argv = data.get("argv", [])
+            if not isinstance(argv, list):
+                raise ValueError("argv must be a list")
+            return Queued(path, event, instant(data.get("started")), tuple(map(str, argv)))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if transient(exc):
+                log.error("inbox file %s cannot be read now (%s); left for the next run", path, exc)
+                return None
+            self.quarantine.put(path, f"damaged inbox file: {exc}")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            self.quarantine.put(path, f"damaged inbox file: {type(exc).__name__}: {exc}")
+        return None
+
+    def entries(self) -> list[Queued]:
+        """Every valid inbox event, oldest process first; damaged files are quarantined."""
+        found = []
+        for name in self.names():
+            entry = self.read(self.folder / name)
+            if entry is not None:
+                found.append(entry)
+        return sorted(found, key=lambda q: q.order)
+
+    def remove(self, entry: Queued) -> None:
+        """Drop an adopted event (its spool entry is on disk already)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+
+
+def _settle(settled: Callable[[Settled, Event], Any], event: Event, s: Settled) -> Any:
+    return settled(s, event)
+
+
+def adopt(
+    inbox: Inbox,
+    store: StateStore,
+    spool: Spool,
+    data: dict[str, Any],
+    wanted: Callable[[Event], list[str]],
+    settled: Callable[[Settled, Event], Any],
+) -> int:
+    """Under the state lock: number every inbox event in arrival order into ``data`` and the
+    spool, save ``data``, then remove the inbox files; how many were adopted.
+
+    The spool file (one rename) comes before the inbox file goes; an event already spooled
+    or listed in its instance's ``adopted`` ids (a killed adopter's work) is only removed.
+    """
+    queued = inbox.entries()
+    proven: list[Queued] = []  # spooled: removable whatever happens to state.json
+    recorded: list[Queued] = []  # only in ``data`` (suppressed, no channel): after the save
+    repaired: set[str] = set()
+    for q in queued:
+        ev = q.event
+        if ev.id in data.get(ev.key, {}).get("adopted", ()) or spool.holds(ev):
+            log.info("inbox event %s (%s) was numbered already; inbox copy removed", ev.id, ev.key)
+            proven.append(q)
+            continue
+        entry = data.setdefault(ev.key, {})
+        newest = None if ev.key in repaired else spool.latest(ev.key)
+        repaired.add(ev.key)
+        rec = store.apply(ev.key, entry, ev.state, q.started, newest, partial(_settle, settled, ev))
+        entry["adopted"] = [*entry.get("adopted", ()), ev.id][-ADOPTED:]
+        log.warning(
+            "%s: %s -> %s (#%d) numbered from the inbox (queued behind the state lock by "
+            "`ha-notify %s`)",
+            ev.key,
+            (rec.previous or "unknown").upper(),
+            ev.state.upper(),
+            rec.seq,
+            " ".join(q.argv),
+        )
+        if rec.subject != SUPPRESSED:
+            numbered = replace(
+                ev,
+                previous=rec.previous,
+                seq=rec.seq,
+                subject=rec.subject,
+                transitions=rec.transitions,
+            )
+            if spool.add(numbered, wanted(numbered)):
+                proven.append(q)
+                continue
+        recorded.append(q)
+    if recorded:
+        try:
+            store.save(data)
+        except OSError as exc:
+            log.error("state file not written (%s); %d inbox events wait", exc, len(recorded))
+            recorded = []
+    elif proven:
+        with contextlib.suppress(OSError):  # a cache: the spool proves every number
+            store.save(data)
+    for q in proven + recorded:
+        inbox.remove(q)
+    return len(queued)
