@@ -339,3 +339,21 @@ def test_a_sample_that_cannot_be_written_does_not_stop_the_rounds(
         watcher.round()
     assert (tmp_path / "t" / "h").read_text() == "1\n"
     assert sum("MetricsFile failed" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(("umask", "chmod"), [(0o022, False), (0o077, True), (0o027, True)])
+def test_files_are_0644_whatever_the_umask(tmp_path: Path, umask: int, chmod: bool) -> None:
+    """The fchmod is skipped only when the umask keeps 0644 whole; the files are 0644 anyway."""
+    from ha_notify.watch.trackfile import TrackFile, process_umask
+
+    old = os.umask(umask)
+    try:
+        assert process_umask() == umask
+        track, out = TrackFile(tmp_path / "t" / "h"), MetricsFile(tmp_path / "m.prom")
+        assert track.chmod is chmod and out.chmod is chmod
+        for _ in range(2):
+            assert track.publish(True) and out.publish(samples(1, 1.0, 1), "c", "n")
+    finally:
+        os.umask(old)
+    for path in (track.path, out.path):
+        assert oct(path.stat().st_mode & 0o777) == "0o644", path

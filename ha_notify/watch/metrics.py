@@ -78,7 +78,7 @@ def spool_depth(state_dir: Path) -> dict[str, tuple[int, int]]:
     return {channel: (pair[0], pair[1]) for channel, pair in depth.items()}
 
 
-def _stamp(*paths: Path) -> tuple[object, ...]:
+def _stamp(*paths: str) -> tuple[object, ...]:
     """What changes when a file or a folder's list of files changes."""
     stamps: list[object] = []
     for path in paths:
@@ -96,6 +96,9 @@ class NodeMetrics:
     def __init__(self, state_dir: Path, channels: Iterable[str]) -> None:
         self.state_dir = state_dir
         self.channels = tuple(channels)
+        # What is stat'ed each round, as ready strings (no path joins per round).
+        self._store = str(state_dir / "state.json")
+        self._queues = (str(state_dir / "spool" / "pending"), str(state_dir / "spool" / "dead"))
         self._vrrp_stamp: Optional[tuple[object, ...]] = None
         self._spool_stamp: Optional[tuple[object, ...]] = None
         self.vrrp: dict[str, VrrpState] = {}
@@ -105,15 +108,14 @@ class NodeMetrics:
 
     def refresh(self) -> dict[str, VrrpState]:
         """Re-read what changed since the last round; the VRRP states for the round context."""
-        stamp = _stamp(self.state_dir / "state.json")
+        stamp = _stamp(self._store)
         if stamp != self._vrrp_stamp:
             try:
                 self.vrrp = vrrp_states(self.state_dir)
                 self._vrrp_stamp = stamp
             except Exception:  # a damaged store is logged by it; try again next round
                 self._vrrp_stamp = None
-        spool = self.state_dir / "spool"
-        stamp = _stamp(spool / "pending", spool / "dead")
+        stamp = _stamp(*self._queues)
         if stamp != self._spool_stamp:
             try:
                 self.spool = spool_depth(self.state_dir)
