@@ -236,7 +236,10 @@ class MetricsFile(AtomicFile):
     one interval old when node_exporter reads it. A round costs little: the text of every
     series but the round's two is kept as bytes and made again only when a sample changed;
     the round's two lines are patched into a fixed template. No fsync: the file is made again
-    next round, and a crash loses at most one round of figures that nobody can miss.
+    every round, so a power cut can at worst leave an old or empty file until the watcher's
+    first round after boot, which replaces it; syncing every second would cost a disk flush
+    per round for nothing. A sample whose value is NaN never equals itself, so its round
+    renders the text again (correct, only slower).
     """
 
     def __init__(self, path: Path) -> None:
