@@ -58,18 +58,21 @@ print(f"{total} {runs} {time.monotonic() - start}", flush=True)
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU of ``pid`` (host pid) in seconds: its threads' run time from schedstat (nanoseconds,
-    where utime+stime count 10 ms ticks) plus its reaped children's cutime + cstime."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU of ``pid`` (host pid) in seconds: (main thread, everything). Threads' run time comes
+    from schedstat (nanoseconds, where utime+stime count 10 ms ticks); reaped children's
+    cutime + cstime are added to the total."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    children = sum(int(fields[i]) for i in (13, 14)) / TICK
-    own = 0
+    total = sum(int(fields[i]) for i in (13, 14)) / TICK
+    main = 0.0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            own += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+            ran = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0]) / 1e9
         except (OSError, IndexError, ValueError):  # a thread that just ended
             continue
-    return own / 1e9 + children
+        total += ran
+        main += ran if int(task) == pid else 0.0
+    return main, total
 
 
 def rss_kib(pid: int) -> int:
@@ -143,9 +146,10 @@ def cpu_per_day(ns: Namespace, tmp: Path, proxy: Haproxy, window: float, shm: Pa
         watch.next_rounds(3)  # warm-up: imports done, sockets and caches made
         pid = watch.pid()
         assert pid is not None
-        before, start, first = cpu_seconds(pid), time.monotonic(), rounds(watch)
+        (main0, before), start, first = cpu_seconds(pid), time.monotonic(), rounds(watch)
         time.sleep(window)
-        used, elapsed = cpu_seconds(pid) - before, time.monotonic() - start
+        main1, after = cpu_seconds(pid)
+        used, rounds_cpu, elapsed = after - before, main1 - main0, time.monotonic() - start
         done = max(rounds(watch) - first, 1)
     finally:
         host_cpu = stop_driver(host, in_ns=False)
@@ -159,6 +163,10 @@ def cpu_per_day(ns: Namespace, tmp: Path, proxy: Haproxy, window: float, shm: Pa
         f"  ha-notify watch --deep, interval 1, ARP probe every 5 s   ~{done} rounds, "
         f"{used:.3f} s CPU ({used / done * 1e6:.0f} us/round, {used / elapsed * 1000:.2f} ms/s)"
         f"  -> {w_day:7.1f} s/day"
+    )
+    print(
+        f"    of which the rounds (main thread) {rounds_cpu / done * 1e6:.0f} us/round, the pair "
+        f"probe thread and children {(used - rounds_cpu) / done * 1e6:.0f} us/round"
     )
     print(f"  pair series at the end: {'; '.join(series) or 'NONE (the probe did not run)'}")
     for label, (total, runs, took) in (
