@@ -4,7 +4,8 @@ A real haproxy (master-worker, loopback, temporary files) runs in a pid namespac
 watcher (`--deep`, interval 1). In the same window a driver forks `killall -0 haproxy` every
 2 s in the same namespace, as keepalived's tutorial vrrp_script does. Printed:
 
-1. CPU per day: the watcher's utime+stime (its children included) over the window, against
+1. CPU per day: the watcher's CPU (its threads' schedstat run time, its children's rusage)
+   over the window, and per round, against
    the sum of killall's own rusage, both extrapolated to 24 h, and their ratio (target <= 1).
    The watcher runs in a network namespace joined by a veth to a peer that holds the VIP,
    and probes it with ARP every 5 s (``probe_interval``), as on a BACKUP node.
@@ -57,10 +58,21 @@ print(f"{total} {runs} {time.monotonic() - start}", flush=True)
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime + cutime + cstime of ``pid`` (host pid), in seconds."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU of ``pid`` (host pid) in seconds: (main thread, everything). Threads' run time comes
+    from schedstat (nanoseconds, where utime+stime count 10 ms ticks); reaped children's
+    cutime + cstime are added to the total."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+    total = sum(int(fields[i]) for i in (13, 14)) / TICK
+    main = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            ran = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+        total += ran
+        main += ran if int(task) == pid else 0.0
+    return main, total
 
 
 def rss_kib(pid: int) -> int:
@@ -134,9 +146,10 @@ def cpu_per_day(ns: Namespace, tmp: Path, proxy: Haproxy, window: float, shm: Pa
         watch.next_rounds(3)  # warm-up: imports done, sockets and caches made
         pid = watch.pid()
         assert pid is not None
-        before, start, first = cpu_seconds(pid), time.monotonic(), rounds(watch)
+        (main0, before), start, first = cpu_seconds(pid), time.monotonic(), rounds(watch)
         time.sleep(window)
-        used, elapsed = cpu_seconds(pid) - before, time.monotonic() - start
+        main1, after = cpu_seconds(pid)
+        used, rounds_cpu, elapsed = after - before, main1 - main0, time.monotonic() - start
         done = max(rounds(watch) - first, 1)
     finally:
         host_cpu = stop_driver(host, in_ns=False)
@@ -145,10 +158,15 @@ def cpu_per_day(ns: Namespace, tmp: Path, proxy: Haproxy, window: float, shm: Pa
         watch.stop()
         pair.close()
     w_day = used / elapsed * DAY
-    print(f"CPU over {elapsed:.0f} s, the same window (clock tick {1000 / TICK:.0f} ms):")
+    print(f"CPU over {elapsed:.0f} s, the same window (watcher: schedstat; killall: rusage):")
     print(
         f"  ha-notify watch --deep, interval 1, ARP probe every 5 s   ~{done} rounds, "
-        f"{used:.2f} s CPU ({used / elapsed * 1000:.2f} ms/s)  -> {w_day:7.1f} s/day"
+        f"{used:.3f} s CPU ({used / done * 1e6:.0f} us/round, {used / elapsed * 1000:.2f} ms/s)"
+        f"  -> {w_day:7.1f} s/day"
+    )
+    print(
+        f"    of which the rounds (main thread) {rounds_cpu / done * 1e6:.0f} us/round, the pair "
+        f"probe thread and children {(used - rounds_cpu) / done * 1e6:.0f} us/round"
     )
     print(f"  pair series at the end: {'; '.join(series) or 'NONE (the probe did not run)'}")
     for label, (total, runs, took) in (

@@ -110,6 +110,17 @@ def test_every_alert_is_seen_firing_by_a_unit_test() -> None:
             "",
         ),
         ("pairs forgotten at once", "ha_notify_vrrp_state[1h]", "ha_notify_vrrp_state[1s]"),
+        ("one missed scrape raises stale", "        for: 2m\n", ""),
+        (
+            "a frozen watcher never stale",
+            "(time() - ha_notify_watch_last_round_timestamp_seconds) > 120",
+            "(time() - ha_notify_watch_last_round_timestamp_seconds) > 100000",
+        ),
+        (
+            "a vanished node never stale",
+            "last_over_time(ha_notify_watch_last_round_timestamp_seconds[1h])",
+            "last_over_time(ha_notify_watch_last_round_timestamp_seconds[1s])",
+        ),
         (
             "group by cluster only",
             'count by (cluster, vrrp_instance) (ha_notify:vrrp_state:fresh{state="master"} == 1) > 1',

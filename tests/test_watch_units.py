@@ -265,7 +265,7 @@ def test_metrics_carry_cluster_and_node_never_instance(tmp_path: Path) -> None:
     assert 'ha_notify_vip_held{cluster="prod",node="lb1",vip="192.168.0.130"} 0' in series
     assert 'ha_notify_spool_pending{cluster="prod",node="lb1",channel="oncall"} 0' in series
     assert (
-        'ha_notify_watch_last_round_timestamp_seconds{cluster="prod",node="lb1"} 1700000002.25'
+        'ha_notify_watch_last_round_timestamp_seconds{cluster="prod",node="lb1"} 1700000002.250'
         in series
     )
     assert 'vrrp_instance="VI_\\"2"' in text  # label values are escaped
@@ -365,26 +365,3 @@ def test_config_show_prints_watch_with_defaults(tmp_path: Path, cli) -> None:  #
     assert '[watch]\ninterval = 0.5\ntrack_file = "/run/ha-notify/track/haproxy"' in result.out
     assert 'metrics_file = ""  # off' in result.out
     assert "# fifo is not set" in result.out
-
-
-def test_metrics_file_is_rewritten_on_change_and_heartbeat(tmp_path: Path) -> None:
-    """Unchanged series (but the round's clock) are not rewritten until the heartbeat is due."""
-    from ha_notify.watch.metrics import MetricsFile
-
-    out = MetricsFile(tmp_path / "m.prom")
-
-    def samples(held: float, when: float) -> list[Sample]:
-        return [
-            Sample("ha_notify_vip_held", (("vip", "10.0.0.5"),), held),
-            Sample("ha_notify_watch_last_round_timestamp_seconds", (), when),
-        ]
-
-    assert out.publish(samples(1, 100.0), "c", "n", now=0.0)
-    first = out.path.stat().st_ino
-    assert out.publish(samples(1, 101.0), "c", "n", now=1.0)
-    assert out.path.stat().st_ino == first  # only the clock moved
-    assert out.publish(samples(0, 102.0), "c", "n", now=2.0)
-    second = out.path.stat().st_ino
-    assert second != first and 'vip="10.0.0.5"} 0' in out.path.read_text()
-    assert out.publish(samples(0, 108.0), "c", "n", now=2.0 + MetricsFile.HEARTBEAT)
-    assert out.path.stat().st_ino != second and "} 108" in out.path.read_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Optional
 
-from ha_notify.checks import CheckResult
+from ha_notify.checks import CheckOptions, CheckResult
 from ha_notify.checks.runner import CheckArgs, build_options, resolve
 from ha_notify.checks.settings import ChecksSettings, bootstrap_run_dir
 from ha_notify.errors import CheckError, HaNotifyError
@@ -33,6 +33,9 @@ class HaproxyHealth:
         self.request = CheckArgs(NAME)
         self.check = resolve(NAME)
         options = build_options(self.request, self.settings, monotonic())
+        # The merge is the same every round (the config only changes on SIGHUP, with a new
+        # HaproxyHealth): keep its fields, give each round its own deadline.
+        self._fields = {name: getattr(options, name) for name in CheckOptions.__slots__}
         self.deep = options.deep
         self.timeout = options.timeout
         # The pidfile whose processes the loop follows (pidfds) to start a round on a crash.
@@ -51,7 +54,8 @@ class HaproxyHealth:
     def run(self) -> CheckResult:
         """One check; a check that cannot run as configured is unhealthy, with the reason."""
         try:
-            options = build_options(self.request, self.settings, monotonic())
+            fields = self._fields
+            options = CheckOptions(**{**fields, "deadline": monotonic() + self.timeout})
             result = self.check(options)
         except (CheckError, HaNotifyError) as exc:
             result = CheckResult(False, str(exc))

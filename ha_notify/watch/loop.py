@@ -81,7 +81,11 @@ class Watcher:
             except Exception as exc:  # one broken probe must not stop health publishing
                 self._probe_failed(probe, exc)
         if self.metrics_file is not None:
-            self.metrics_file.publish(self._samples(), self.cluster, self.hostname, ctx.now)
+            try:
+                self.metrics_file.publish(self._samples(), self.cluster, self.hostname)
+                self._probe_ok(self.metrics_file)
+            except Exception as exc:  # a probe's odd sample must not stop the rounds
+                self._probe_failed(self.metrics_file, exc)
         return verdict
 
     def _samples(self) -> Iterable[Sample]:
@@ -104,13 +108,13 @@ class Watcher:
             self._held_trouble = ""
         return held
 
-    def _probe_failed(self, probe: WatchProbe, exc: Exception) -> None:
+    def _probe_failed(self, probe: object, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if self._probe_trouble.get(id(probe)) != message:
             log.error("watch probe %s failed: %s", type(probe).__name__, message, exc_info=exc)
             self._probe_trouble[id(probe)] = message
 
-    def _probe_ok(self, probe: WatchProbe) -> None:
+    def _probe_ok(self, probe: object) -> None:
         if self._probe_trouble.pop(id(probe), None) is not None:
             log.warning("watch probe %s works again", type(probe).__name__)
 

@@ -2,13 +2,16 @@
 
 Sources are read through one small function each (:func:`vrrp_states`, :func:`spool_depth`),
 and only when their files changed (a ``stat`` per round, no JSON parsing of an idle spool).
-Every series carries ``cluster`` and ``node``; none is called ``instance`` (Prometheus owns
-that label). The file is replaced atomically each round (:class:`~ha_notify.watch.trackfile.
+A transition time that is not a finite number (JSON lets ``NaN`` and ``Infinity`` through) is
+left out, never published. Every series carries ``cluster`` and ``node``; none is called
+``instance`` (Prometheus owns that label). The file is replaced atomically every round
+(:class:`~ha_notify.watch.trackfile.
 AtomicFile`), mode 0644 so the ``prometheus`` user can read it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,9 +23,9 @@ from ha_notify.watch.trackfile import AtomicFile
 
 VRRP_STATES = SCRIPT_STATES
 # Series that change every round by design: alone, they do not make the file worth rewriting.
-ROUND_SERIES = frozenset(
-    {"ha_notify_watch_last_round_timestamp_seconds", "ha_notify_watch_rounds_total"}
-)
+STAMP, ROUNDS = "ha_notify_watch_last_round_timestamp_seconds", "ha_notify_watch_rounds_total"
+ROUND_SERIES = frozenset({STAMP, ROUNDS})
+INF, NAN = math.inf, math.nan
 # name: (type, help). The order is the order in the file.
 FAMILIES: dict[str, tuple[str, str]] = {
     "ha_notify_vrrp_state": ("gauge", "1 for the VRRP instance's current state, 0 for the others."),
@@ -56,9 +59,10 @@ def vrrp_states(state_dir: Path) -> dict[str, VrrpState]:
             continue
         try:
             seq, since = int(entry.get("seq", 0)), float(entry.get("since", 0.0))
-            found[name] = VrrpState(str(entry["state"]), seq, since)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a damaged entry: skip it, keep the rest
             continue
+        # JSON lets NaN and Infinity through: an unknown time, never a sample.
+        found[name] = VrrpState(str(entry["state"]), seq, since if math.isfinite(since) else NAN)
     return found
 
 
@@ -74,7 +78,7 @@ def spool_depth(state_dir: Path) -> dict[str, tuple[int, int]]:
     return {channel: (pair[0], pair[1]) for channel, pair in depth.items()}
 
 
-def _stamp(*paths: Path) -> tuple[object, ...]:
+def _stamp(*paths: str) -> tuple[object, ...]:
     """What changes when a file or a folder's list of files changes."""
     stamps: list[object] = []
     for path in paths:
@@ -92,6 +96,9 @@ class NodeMetrics:
     def __init__(self, state_dir: Path, channels: Iterable[str]) -> None:
         self.state_dir = state_dir
         self.channels = tuple(channels)
+        # What is stat'ed each round, as ready strings (no path joins per round).
+        self._store = str(state_dir / "state.json")
+        self._queues = (str(state_dir / "spool" / "pending"), str(state_dir / "spool" / "dead"))
         self._vrrp_stamp: Optional[tuple[object, ...]] = None
         self._spool_stamp: Optional[tuple[object, ...]] = None
         self.vrrp: dict[str, VrrpState] = {}
@@ -101,15 +108,14 @@ class NodeMetrics:
 
     def refresh(self) -> dict[str, VrrpState]:
         """Re-read what changed since the last round; the VRRP states for the round context."""
-        stamp = _stamp(self.state_dir / "state.json")
+        stamp = _stamp(self._store)
         if stamp != self._vrrp_stamp:
             try:
                 self.vrrp = vrrp_states(self.state_dir)
                 self._vrrp_stamp = stamp
             except Exception:  # a damaged store is logged by it; try again next round
                 self._vrrp_stamp = None
-        spool = self.state_dir / "spool"
-        stamp = _stamp(spool / "pending", spool / "dead")
+        stamp = _stamp(*self._queues)
         if stamp != self._spool_stamp:
             try:
                 self.spool = spool_depth(self.state_dir)
@@ -132,7 +138,8 @@ class NodeMetrics:
                 yield Sample("ha_notify_vrrp_state", labels, float(vrrp.state == state))
             mine = (("vrrp_instance", name),)
             yield Sample("ha_notify_vrrp_transitions_total", mine, float(vrrp.transitions))
-            yield Sample("ha_notify_vrrp_last_transition_timestamp_seconds", mine, vrrp.since)
+            if math.isfinite(vrrp.since):
+                yield Sample("ha_notify_vrrp_last_transition_timestamp_seconds", mine, vrrp.since)
         for vip in dict.fromkeys(v.address for v in ctx.vips):
             yield Sample("ha_notify_vip_held", (("vip", vip),), float(vip in ctx.held))
         for channel in sorted(set(self.channels) | set(self.spool)):
@@ -148,52 +155,105 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    """A sample value in the text format: NaN and +Inf/-Inf spelled as Prometheus reads them."""
     if value != value:
         return "NaN"
+    if value in (INF, -INF):
+        return "+Inf" if value > 0 else "-Inf"
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
 
 
-def render(samples: Iterable[Sample], cluster: str, node: str) -> str:
-    """The text exposition format, one family at a time, HELP and TYPE first."""
-    base = f'cluster="{_escape(cluster)}",node="{_escape(node)}"'
+def _family(name: str, rows: list[str]) -> list[str]:
+    kind, text = FAMILIES.get(name, ("untyped", "Published by a watcher probe."))
+    return [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *rows]
+
+
+def _base(cluster: str, node: str) -> str:
+    return f'cluster="{_escape(cluster)}",node="{_escape(node)}"'
+
+
+def _body(samples: Iterable[Sample], base: str) -> str:
+    """Every family but the round's own two, one family at a time, HELP and TYPE first."""
     families: dict[str, list[str]] = {name: [] for name in FAMILIES}
     for sample in samples:
         labels = base + "".join(f',{key}="{_escape(value)}"' for key, value in sample.labels)
         row = f"{sample.name}{{{labels}}} {_number(sample.value)}"
         families.setdefault(sample.name, []).append(row)
-    lines = []
-    for name, rows in families.items():
-        if not rows:
-            continue
-        kind, text = FAMILIES.get(name, ("untyped", "Published by a watcher probe."))
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *rows]
-    return "\n".join(lines) + "\n"
+    lines = [line for name, rows in families.items() if rows for line in _family(name, rows)]
+    return "".join(line + "\n" for line in lines)
+
+
+class _Tail:
+    """The round's own series (last round's time, rounds so far): constant text but two numbers.
+
+    The time has a fixed three decimals, so the file keeps its length from one round to the
+    next while nothing else changes (what the in-place fallback on a full disk needs).
+    """
+
+    def __init__(self, base: str) -> None:
+        self.stamp = "\n".join(_family(STAMP, [f"{STAMP}{{{base}}} "]))
+        self.count = "\n".join(_family(ROUNDS, [f"{ROUNDS}{{{base}}} "]))
+
+    def render(self, wall: Optional[float], rounds: Optional[float]) -> str:
+        text = ""
+        if wall is not None:
+            text += self.stamp + (f"{wall:.3f}" if math.isfinite(wall) else _number(wall)) + "\n"
+        if rounds is not None:
+            text += f"{self.count}{_number(rounds)}\n"
+        return text
+
+
+def _split(
+    samples: Iterable[Sample],
+) -> tuple[tuple[Sample, ...], Optional[float], Optional[float]]:
+    """(the samples that change only with events, last round's time, rounds so far)."""
+    body: list[Sample] = []
+    wall: Optional[float] = None
+    rounds: Optional[float] = None
+    for sample in samples:
+        if sample.name == STAMP and not sample.labels:
+            wall = sample.value
+        elif sample.name == ROUNDS and not sample.labels:
+            rounds = sample.value
+        else:
+            body.append(sample)
+    return tuple(body), wall, rounds
+
+
+def render(samples: Iterable[Sample], cluster: str, node: str) -> str:
+    """The text exposition format: each family's HELP and TYPE, then its rows."""
+    base = _base(cluster, node)
+    body, wall, rounds = _split(samples)
+    return _body(body, base) + _Tail(base).render(wall, rounds)
 
 
 class MetricsFile(AtomicFile):
     """``[watch] metrics_file`` (node_exporter reads ``*.prom`` in its textfile folder).
 
-    Rewritten in the round where anything but the round's own timestamp and counter changed,
-    and otherwise every ``HEARTBEAT`` seconds: replacing a file on a disk file system every
-    second cost a third of the watcher's CPU, and node_exporter is scraped every 15 s or more.
+    Replaced whole every round, so ``ha_notify_watch_last_round_timestamp_seconds`` is at most
+    one interval old when node_exporter reads it. A round costs little: the text of every
+    series but the round's two is kept as bytes and made again only when a sample changed;
+    the round's two lines are patched into a fixed template. No fsync: the file is made again
+    every round, so a power cut can at worst leave an old or empty file until the watcher's
+    first round after boot, which replaces it; syncing every second would cost a disk flush
+    per round for nothing. A sample whose value is NaN never equals itself, so its round
+    renders the text again (correct, only slower).
     """
-
-    HEARTBEAT = 5.0
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, "metrics_file")
-        self._last: Optional[tuple[Sample, ...]] = None
-        self._written = float("-inf")
+        self._key: Optional[tuple[object, ...]] = None
+        self._body = b""
+        self._tail: Optional[_Tail] = None
 
-    def publish(self, samples: Iterable[Sample], cluster: str, node: str, now: float) -> bool:
-        """Write the file if it changed or the heartbeat is due; ``now`` is monotonic."""
-        taken = tuple(samples)
-        same = tuple(s for s in taken if s.name not in ROUND_SERIES)
-        if same == self._last and now - self._written < self.HEARTBEAT and not self.trouble:
-            return True
-        if not self.write(render(taken, cluster, node).encode("utf-8")):
-            return False
-        self._last, self._written = same, now
-        return True
+    def publish(self, samples: Iterable[Sample], cluster: str, node: str) -> bool:
+        """Write this round's file; False (logged once per episode) when it could not be."""
+        body, wall, rounds = _split(samples)
+        key = (cluster, node, body)
+        if key != self._key or self._tail is None:
+            base = _base(cluster, node)
+            self._body, self._tail = _body(body, base).encode("utf-8"), _Tail(base)
+            self._key = key
+        return self.write(self._body + self._tail.render(wall, rounds).encode("utf-8"))

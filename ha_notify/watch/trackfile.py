@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 log = logging.getLogger(__name__)
 HEALTHY, UNHEALTHY = b"0\n", b"1\n"
@@ -32,6 +33,9 @@ class AtomicFile:
         self.tmp = path.parent / f".{path.name}.tmp"
         self.trouble = ""  # the error of the current episode, "" when writes succeed
         self.failures = 0
+        umask = process_umask()
+        # fchmod only when the umask would take bits off ``mode``: one syscall less a round.
+        self.chmod = umask is None or bool(mode & umask)
 
     def write(self, data: bytes) -> bool:
         """Replace the file with ``data``; False (logged once per episode) when it failed."""
@@ -65,7 +69,8 @@ class AtomicFile:
             os.makedirs(self.path.parent, mode=0o755, exist_ok=True)
             fd = os.open(self.tmp, FLAGS, self.mode)
         try:
-            os.fchmod(fd, self.mode)  # whatever the umask: keepalived and node_exporter read it
+            if self.chmod:  # whatever the umask: keepalived and node_exporter read it
+                os.fchmod(fd, self.mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -95,6 +100,19 @@ class AtomicFile:
             return False
         finally:
             os.close(fd)
+
+
+def process_umask() -> Optional[int]:
+    """The umask, read without changing it (``os.umask`` sets it, racing other threads);
+    None when ``/proc/self/status`` does not say (Linux < 4.7)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _unlink(path: Path) -> None:
