@@ -77,6 +77,7 @@ class Running:
     unit: Unit
     proc: subprocess.Popen[bytes]
     stopping: bool = False
+    deadline: float = float("inf")  # a oneshot started by a timer is killed after this
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Manager:
     running: dict[str, Running] = field(default_factory=dict)
     timers: dict[str, float] = field(default_factory=dict)  # timer name -> next run (monotonic)
     restarts: dict[str, float] = field(default_factory=dict)  # service -> when to restart
+    started: dict[str, list[float]] = field(default_factory=dict)  # service -> restart times
     booted: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -171,7 +173,9 @@ class Manager:
 
     # services ------------------------------------------------------------------------
 
-    def start(self, unit: Unit, out: list[str]) -> int:
+    def start(self, unit: Unit, out: list[str], wait: bool = True) -> int:
+        """systemctl start: a oneshot is waited for unless ``wait`` is False (a timer's run,
+        reaped by tick, so that a hung run never blocks the init's loop)."""
         if unit.name.endswith(".timer"):
             first = seconds(unit.get("OnBootSec") or unit.get("OnActiveSec") or "0")
             self.timers[unit.name] = max(self.booted + first, time.monotonic())
@@ -193,34 +197,46 @@ class Manager:
                 os.unlink(path)
             notify.bind(path)
             env["NOTIFY_SOCKET"] = path
-        log = (self.logs / f"{unit.name}.log").open("ab")
         argv = self.credentials(unit) + self.expand(unit.get("ExecStart"), env)
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd="/")  # fmt: skip
-        if kind == "oneshot":
-            code = proc.wait(seconds(unit.get("TimeoutStartSec", "90")))
-            if code != 0:
-                out.append(f"Job for {unit.name} failed (exit {code}); see {log.name}")
-            return 0 if code == 0 else 1
+        with (self.logs / f"{unit.name}.log").open("ab") as log:  # the child keeps its copy
+            proc = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd="/",
+            )  # fmt: skip
         self.running[unit.name] = Running(unit, proc)
-        if notify is not None:
-            return self._await_ready(unit, proc, notify, out)
+        if kind == "oneshot" and not wait:
+            self.running[unit.name].deadline = time.monotonic() + seconds(
+                unit.get("TimeoutStartSec", "90")
+            )
+        elif kind == "oneshot":
+            try:
+                code = proc.wait(seconds(unit.get("TimeoutStartSec", "90")))
+            except subprocess.TimeoutExpired:
+                self.stop(unit)  # systemd kills a start job that times out
+                code = -1
+            self.running.pop(unit.name, None)
+            if code != 0:
+                out.append(f"Job for {unit.name} failed (exit {code}); see units/{unit.name}.log")
+            return 0 if code == 0 else 1
+        if notify is not None and not self._await_ready(unit, proc, notify, out):
+            self.stop(unit)  # systemd kills a service that never said READY=1
+            return 1
         return 0
 
     def _await_ready(
         self, unit: Unit, proc: subprocess.Popen[bytes], notify: socket.socket, out: list[str]
-    ) -> int:
+    ) -> bool:
         deadline = time.monotonic() + seconds(unit.get("TimeoutStartSec", "90"))
         notify.settimeout(0.2)
         with notify:
             while time.monotonic() < deadline and proc.poll() is None:
                 try:
                     if b"READY=1" in notify.recv(4096).split(b"\n"):
-                        return 0
+                        return True
                 except socket.timeout:
                     continue
         out.append(f"Job for {unit.name} failed: it never said READY=1 (see units/{unit.name}.log)")
-        return 1
+        return False
 
     def stop(self, unit: Unit) -> int:
         self.timers.pop(unit.name, None)
@@ -338,18 +354,23 @@ class Manager:
                 os.waitpid(info.si_pid, 0)
         now = time.monotonic()
         for name, run in list(self.running.items()):
-            if run.proc.poll() is not None and not run.stopping and name not in self.restarts:
+            if run.proc.poll() is None and now > run.deadline:
+                self.note(f"{name}: start timed out (TimeoutStartSec); killed")
+                self.stop(run.unit)
+            elif run.proc.poll() is not None and not run.stopping and name not in self.restarts:
+                run.stopping = True  # handled: noted once, restarted at most once
                 policy = run.unit.get("Restart", "no")
-                if policy == "always" or (policy == "on-failure" and run.proc.returncode != 0):
-                    self.restarts[name] = now + seconds(run.unit.get("RestartSec", "100ms"))
                 self.note(f"{name}: exited with {run.proc.returncode}")
+                if policy == "always" or (policy == "on-failure" and run.proc.returncode != 0):
+                    if self._limited(run.unit, now):
+                        self.note(f"{name}: start request repeated too quickly; not restarted")
+                    else:
+                        self.restarts[name] = now + seconds(run.unit.get("RestartSec", "100ms"))
         for name, when in list(self.restarts.items()):
             if now >= when:
                 del self.restarts[name]
                 self.running.pop(name, None)
-                unit = Unit.find(name)
-                if unit is not None:
-                    self.start(unit, [])
+                self._background(name, wait=True)
         for name, when in list(self.timers.items()):
             if now >= when:
                 timer = Unit.find(name)
@@ -358,7 +379,29 @@ class Manager:
                     del self.timers[name]
                     continue
                 self.timers[name] = now + seconds(timer.get("OnUnitActiveSec", "1min"))
-                self.start(service, [])
+                if not self.active(service):  # a run still going is not started twice
+                    self._background(service.name, wait=False)
+
+    def _background(self, name: str, wait: bool) -> None:
+        """A start the init makes on its own (restart, timer): failures go to the log, never
+        out of the loop (an ExecStart gone missing must not kill the node)."""
+        unit = Unit.find(name)
+        out: list[str] = []
+        try:
+            if unit is not None:
+                self.start(unit, out, wait=wait)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            out.append(f"{name}: cannot start: {exc}")
+        for line in out:
+            self.note(line)
+
+    def _limited(self, unit: Unit, now: float) -> bool:
+        """systemd's start limit: more than StartLimitBurst (5) restarts within
+        StartLimitIntervalSec (10 s; 0 means no limit) and the unit stays down."""
+        window = seconds(unit.get("StartLimitIntervalSec", "10s"))
+        recent = [t for t in self.started.get(unit.name, []) if now - t < window] + [now]
+        self.started[unit.name] = recent
+        return window > 0 and len(recent) > int(unit.get("StartLimitBurst", "5"))
 
     def shutdown(self) -> None:
         for name in list(self.running):
