@@ -34,6 +34,11 @@ def sh(*cmd: str) -> None:
 def mount_all(spec: dict[str, Any]) -> None:
     """Overlays over the machine's folders, fresh /run, /dev and /proc, and the hostname."""
     folder = Path(spec["folder"])
+    # /usr is this machine's own (not overlaid): read-only, so that a step that installs or
+    # writes there (an apt-get of a package this machine lacks, from its cache) fails in
+    # the node instead of changing this machine. /usr/local gets its overlay on top.
+    sh("mount", "--bind", "/usr", "/usr")
+    sh("mount", "-o", "remount,bind,ro", "/usr")
     for target in spec["overlaid"]:
         layer = folder / "root" / target.strip("/").replace("/", "-")
         (layer / "upper").mkdir(parents=True, exist_ok=True)
