@@ -127,11 +127,15 @@ def serve(spec: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGCHLD, lambda *_: None)
     print(f"READY {spec['host_pid']}", flush=True)
+    lab = sys.stdin.buffer  # a pipe from the lab: EOF when the lab is gone, even SIGKILLed
     while not stopping:
         try:
-            ready, _, _ = select.select([control, syslog.sock], [], [], 0.2)
+            ready, _, _ = select.select([control, syslog.sock, lab], [], [], 0.2)
         except InterruptedError:
             ready = []
+        if lab in ready and not os.read(lab.fileno(), 512):
+            manager.note("the lab is gone: shutting down")
+            break
         if syslog.sock in ready:
             syslog.drain()
         if control in ready:

@@ -70,7 +70,7 @@ class Machine:
                 cmd,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # the node shuts down when this closes (lab.init)
                 text=True,
                 cwd=REPO,
                 env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -105,8 +105,9 @@ class Machine:
         proc, self.init = self.init, None
         if proc is None:
             return
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for pipe in (proc.stdout, proc.stdin):
+            if pipe is not None:
+                pipe.close()
         if proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):  # unshare is alive, so is its child

@@ -17,12 +17,13 @@ import pwd
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from lab.sdnotify import Notify
 
 UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"))
 SANDBOX = re.compile(r"^(Protect|Private|Restrict|NoNewPrivileges|LockPersonality|Memory|"
@@ -78,6 +79,7 @@ class Running:
     proc: subprocess.Popen[bytes]
     stopping: bool = False
     deadline: float = float("inf")  # a oneshot started by a timer is killed after this
+    notify: Optional[Notify] = None  # Type=notify: open while the service runs
 
 
 @dataclass
@@ -189,21 +191,16 @@ class Manager:
         env = self.environment(unit)
         self.directories(unit)
         kind = unit.get("Type", "simple")
-        notify = None
-        if kind == "notify":
-            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            path = f"/run/lab-notify-{unit.name}"
-            if os.path.exists(path):
-                os.unlink(path)
-            notify.bind(path)
-            env["NOTIFY_SOCKET"] = path
+        notify = Notify(f"/run/lab-notify-{unit.name}") if kind == "notify" else None
+        if notify is not None:
+            env["NOTIFY_SOCKET"] = notify.path
         argv = self.credentials(unit) + self.expand(unit.get("ExecStart"), env)
         with (self.logs / f"{unit.name}.log").open("ab") as log:  # the child keeps its copy
             proc = subprocess.Popen(
                 argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd="/",
             )  # fmt: skip
-        self.running[unit.name] = Running(unit, proc)
+        self.running[unit.name] = Running(unit, proc, notify=notify)
         if kind == "oneshot" and not wait:
             self.running[unit.name].deadline = time.monotonic() + seconds(
                 unit.get("TimeoutStartSec", "90")
@@ -218,30 +215,21 @@ class Manager:
             if code != 0:
                 out.append(f"Job for {unit.name} failed (exit {code}); see units/{unit.name}.log")
             return 0 if code == 0 else 1
-        if notify is not None and not self._await_ready(unit, proc, notify, out):
+        timeout = seconds(unit.get("TimeoutStartSec", "90"))
+        if notify is not None and not notify.ready(proc, timeout):
+            out.append(
+                f"Job for {unit.name} failed: it never said READY=1 (see units/{unit.name}.log)"
+            )
             self.stop(unit)  # systemd kills a service that never said READY=1
             return 1
         return 0
-
-    def _await_ready(
-        self, unit: Unit, proc: subprocess.Popen[bytes], notify: socket.socket, out: list[str]
-    ) -> bool:
-        deadline = time.monotonic() + seconds(unit.get("TimeoutStartSec", "90"))
-        notify.settimeout(0.2)
-        with notify:
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    if b"READY=1" in notify.recv(4096).split(b"\n"):
-                        return True
-                except socket.timeout:
-                    continue
-        out.append(f"Job for {unit.name} failed: it never said READY=1 (see units/{unit.name}.log)")
-        return False
 
     def stop(self, unit: Unit) -> int:
         self.timers.pop(unit.name, None)
         self.restarts.pop(unit.name, None)
         run = self.running.pop(unit.name, None)
+        if run is not None and run.notify is not None:
+            run.notify.close()
         if run is None or run.proc.poll() is not None:
             return 0
         run.stopping = True
@@ -260,13 +248,27 @@ class Manager:
             return 1
         env = self.environment(unit)
         env["MAINPID"] = str(run.proc.pid)
+        if run.notify is not None:
+            run.notify.drain()
+        log = self.logs / f"{unit.name}.log"
+        logged = log.stat().st_size if log.is_file() else 0
         for line in unit.keys.get("ExecReload", []):
             done = subprocess.run(self.expand(line, env), env=env, capture_output=True, check=False)
             if done.returncode != 0:
                 text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
                 out.append(f"Job for {unit.name} failed: {line}: {text}")
                 return 1
-        return 0
+        failed = "" if run.notify is None else run.notify.reloaded(run.proc, 90.0)
+        if run.notify is not None and not failed:  # haproxy 2.6 says READY=1 either way
+            with log.open("rb") as handle:
+                handle.seek(logged)
+                said = handle.read().decode("utf-8", "replace").splitlines()
+            if any("Loading failure" in line for line in said):
+                failed = " / ".join(line.strip() for line in said if "[ALERT]" in line)
+                failed = failed or "Loading failure"
+        if failed:
+            out.append(f"Job for {unit.name} failed: {failed} (see units/{unit.name}.log)")
+        return 1 if failed else 0
 
     def environment(self, unit: Unit) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
@@ -354,11 +356,16 @@ class Manager:
                 os.waitpid(info.si_pid, 0)
         now = time.monotonic()
         for name, run in list(self.running.items()):
+            if run.notify is not None and run.proc.poll() is None:
+                run.notify.drain()  # a daemon must never block on a full socket
             if run.proc.poll() is None and now > run.deadline:
                 self.note(f"{name}: start timed out (TimeoutStartSec); killed")
                 self.stop(run.unit)
             elif run.proc.poll() is not None and not run.stopping and name not in self.restarts:
                 run.stopping = True  # handled: noted once, restarted at most once
+                if run.notify is not None:
+                    run.notify.close()
+                    run.notify = None
                 policy = run.unit.get("Restart", "no")
                 self.note(f"{name}: exited with {run.proc.returncode}")
                 if policy == "always" or (policy == "on-failure" and run.proc.returncode != 0):

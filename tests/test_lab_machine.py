@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +78,39 @@ def test_halting_a_node_ends_its_processes(machine: Machine) -> None:
     assert _with(mark)
     machine.halt()
     assert _with(mark) == []
+
+
+BOOT_AND_HOLD = """
+import sys
+from pathlib import Path
+from lab.machine import Machine
+node = Machine("lbkill", 1, sys.argv[1], Path(sys.argv[2]))
+node.boot({"ca_file": ""})
+node.shell("setsid sh -c 'sleep 600; : %s' </dev/null >/dev/null 2>&1 &")
+print(node.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_node_dies_with_a_sigkilled_lab(tmp_path: Path) -> None:
+    """SIGKILL the lab: its nodes shut down by themselves (unshare ignores the SIGTERM it
+    gets, so they used to run on, haproxy, keepalived and all, until a later lab's sweep)."""
+    mark = f"lab-orphan-{secrets.token_hex(4)}"
+    ns = f"hntest-{secrets.token_hex(3)}"
+    netns.create_namespace(ns)
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-c", BOOT_AND_HOLD % mark, ns, str(tmp_path / "lbkill")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        ) as lab:
+            assert lab.stdout is not None
+            init = int(lab.stdout.readline())
+            assert _with(mark)
+            lab.kill()
+        while Path(f"/proc/{init}").exists() or _with(mark):
+            time.sleep(0.1)  # awaiting the node's shutdown (no wall-clock limit)
+    finally:
+        netns.delete_namespace(ns)

@@ -123,3 +123,51 @@ def test_restart_loop_stops_at_the_start_limit(folder: Path) -> None:
     for _ in range(10):
         manager.tick()
     assert log.read_text().count("exited with 1") == 6
+
+
+HAPROXY_CFG = """global
+    log stdout format raw local0
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend site
+    bind {address}:{port}
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/usr/sbin/haproxy").exists(), reason="needs root, haproxy"
+)
+def test_haproxy_reload_that_cannot_bind_fails_the_reload(folder: Path) -> None:
+    """haproxy's reload is a kill -USR2 that returns at once; a config it cannot load (an
+    address it cannot bind: the standby's VIP without ip_nonlocal_bind) must fail
+    `systemctl reload` instead of passing while haproxy keeps the old config."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = folder / "haproxy.cfg"
+    cfg.write_text(HAPROXY_CFG.format(address="127.0.0.1", port=port))
+    haproxy = unit(
+        folder,
+        "haproxy.service",
+        "Type=notify",
+        f"ExecStart=/usr/sbin/haproxy -Ws -f {cfg} -p {folder / 'haproxy.pid'}",
+        f"ExecReload=/usr/sbin/haproxy -Ws -f {cfg} -c -q",
+        "ExecReload=/bin/kill -USR2 $MAINPID",
+        "TimeoutStopSec=5s",
+    )
+    manager = Manager(folder / "logs")
+    out: list[str] = []
+    try:
+        assert manager.start(haproxy, out) == 0, out
+        assert manager.reload(haproxy, out) == 0, out  # the same config: fine
+        cfg.write_text(HAPROXY_CFG.format(address="192.0.2.1", port=port))  # not local
+        assert manager.reload(haproxy, out) == 1
+        assert "cannot bind socket" in out[-1] and "haproxy.service" in out[-1]
+        assert manager.active(haproxy)  # the old workers still serve
+    finally:
+        manager.shutdown()
