@@ -155,3 +155,26 @@ def test_keepalived_of_another_namespace_is_not_this_nodes(tmp_path: Path) -> No
     finally:
         for proc in (own, pid_ns, net_ns):
             proc.communicate("\n")
+
+
+def test_instance_in_an_included_file_and_sync_group_are_read_back(
+    tmp_path: Path, write_config: WriteConfig, cli: Cli
+) -> None:
+    """An instance defined only in an `include`d file, and a vrrp_sync_group (keepalived's
+    GROUP notify), are judged like any instance: their FAULT fails doctor."""
+    cfg = write_config()
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "vi.conf").write_text("vrrp_instance VI_INC {\n    state BACKUP\n}\n")
+    main = tmp_path / "keepalived.conf"
+    main.write_text(
+        "include conf.d/*.conf\nvrrp_sync_group G1 {\n    group {\n        VI_INC\n    }\n}\n"
+    )
+    assert cli("notify", "-c", cfg, "INSTANCE", "VI_INC", "FAULT", "100").code == 0
+    assert cli("notify", "-c", cfg, "GROUP", "G1", "FAULT", "0").code == 0
+    found = state.findings(load(str(cfg)), parse(main))
+    assert sorted(
+        (f.status, f.detail.split(":")[0] + ":" + f.detail.split(":")[1]) for f in found
+    ) == [
+        ("fail", "GROUP:G1"),
+        ("fail", "INSTANCE:VI_INC"),
+    ]
