@@ -1,6 +1,9 @@
 """The deploy checklist of docs/getting-started.md, followed to the letter on two lab nodes.
 
-    sh scripts/lab.sh --checklist [--keep] [--json]
+    sh scripts/lab.sh --checklist [--keep] [--json] [--page COPY.md]
+
+``--page`` follows a copy of the page instead: a copy with a broken step must fail the run,
+naming the step (``NODE step N (TITLE)``).
 
 Each node is a fresh machine (lab.machine: this machine's packages, its own /etc, /var, /opt,
 /run, process list and hostname, a syslog, a stand-in for systemd). The checklist's numbered
@@ -22,8 +25,11 @@ are up), and the failover of the last step happens: the VIP moves, both nodes ma
 from __future__ import annotations
 
 import fcntl
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -74,7 +80,12 @@ class Step:
 
 def read_steps(page: Path = PAGE) -> list[Step]:
     """The numbered steps of the page's checklist and the ``sh`` blocks of each."""
-    text = page.read_text()
+    try:
+        text = page.read_text()
+    except OSError as exc:
+        raise netns.LabError(f"{page}: cannot read the page: {exc.strerror}") from exc
+    if "## The deploy checklist" not in text:
+        raise netns.LabError(f"{page}: no '## The deploy checklist' section")
     body = text.split("## The deploy checklist", 1)[1].split("\n## ", 1)[0]
     steps: list[Step] = []
     block: Optional[list[str]] = None
@@ -106,33 +117,43 @@ def wheelhouse(lab: Lab) -> Path:
     """Wheels of this clone and its dependencies, for the nodes' offline ``pip install``.
 
     Built by a virtualenv of ``/usr/bin/python3``, the interpreter step 2 uses on the nodes,
-    so compiled dependencies (MarkupSafe, psutil) match it whatever runs the lab; under the
-    same lock as lab.install, since two runs may get here at once."""
+    so compiled dependencies (MarkupSafe, psutil) match it whatever runs the lab. One folder
+    per source digest, built aside and renamed into place under a lock: runs of other clones
+    (or of this one, at once) never install each other's or half a wheelhouse.
+    """
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    stamp = WHEELHOUSE / "source.sha256"
-    with (install.CACHE / "lock").open("w") as lock:
+    digest = install.source_digest()
+    ready = WHEELHOUSE / digest[:16]
+    with (WHEELHOUSE / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        digest = install.source_digest()
-        if stamp.is_file() and stamp.read_text() == digest:
-            return WHEELHOUSE
-        lab.say(f"building a wheelhouse of this clone in {WHEELHOUSE} (the nodes have no PyPI)")
-        builder = install.CACHE / "builder"
-        if not (builder / "bin" / "pip").is_file():
-            netns.run(["/usr/bin/python3", "-m", "venv", "--clear", str(builder)], timeout=300)
-        for old in WHEELHOUSE.glob("ha_notify-*.whl"):
-            old.unlink()
-        cmd = [str(builder / "bin" / "pip"), "wheel", "--quiet", "--disable-pip-version-check"]
-        netns.run([*cmd, "--wheel-dir", str(WHEELHOUSE), str(configs.REPO)], timeout=900)
-        stamp.write_text(digest)
-    return WHEELHOUSE
+        if ready.is_dir():
+            os.utime(ready)  # in use: the pruning below keeps it
+            return ready
+        lab.say(f"building a wheelhouse of this clone in {ready} (the nodes have no PyPI)")
+        builder = WHEELHOUSE / "builder"  # a virtualenv of /usr/bin/python3, kept
+        building = Path(tempfile.mkdtemp(prefix=".building-", dir=WHEELHOUSE))
+        try:
+            if not (builder / "bin" / "pip").is_file():
+                netns.run(["/usr/bin/python3", "-m", "venv", "--clear", str(builder)], timeout=300)
+            cmd = [str(builder / "bin" / "pip"), "wheel", "--quiet", "--disable-pip-version-check"]
+            netns.run([*cmd, "--wheel-dir", str(building), str(configs.REPO)], timeout=900)
+            building.chmod(0o755)
+            building.rename(ready)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        for old in WHEELHOUSE.iterdir():  # other sources' folders, unused for a day
+            stale = time.time() - old.stat().st_mtime > 86400
+            if old.is_dir() and old not in (ready, builder) and stale:
+                shutil.rmtree(old, ignore_errors=True)
+    return ready
 
 
 class Checklist:
     """Runs the steps on the lab's two nodes; ``lab`` gives the namespaces and the timeline."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, page: Optional[Path] = None) -> None:
         self.lab = lab
-        self.steps = read_steps()
+        self.steps = read_steps(page or PAGE)
         self.machines: list[Machine] = []
         self.record: dict[str, list[dict[str, Any]]] = {"steps": [], "doctor": []}
         lab.result["checklist"] = self.record

@@ -63,12 +63,14 @@ class Lab:
         fleet: bool = False,
         pair: bool = False,
         checklist: bool = False,
+        page: Optional[Path] = None,
     ) -> None:
         self.watch = watch or fleet or pair
         self.fleet = fleet
         self.pair = pair
         self.checklist: Optional[Checklist] = None
         self.follow_checklist = checklist
+        self.page = page
         self.rid = secrets.token_hex(3)
         self.out = out
         self.explicit_ha_notify = ha_notify
@@ -143,7 +145,7 @@ class Lab:
 
     def _setup_checklist(self) -> None:
         """Two fresh machines (lab.machine) on the lab's network, and its services."""
-        self.checklist = Checklist(self)
+        self.checklist = Checklist(self, self.page)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{netns.PREFIX}{self.rid}-"))
         self.workdir.chmod(0o755)
         for ns in self.ns.values():
@@ -336,7 +338,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="follow docs/getting-started.md's deploy checklist, every step as written, on "
         "two fresh lab machines (lab/checklist.py); doctor must find nothing, then fail over",
     )
+    parser.add_argument(
+        "--page",
+        metavar="PATH",
+        type=Path,
+        help="with --checklist: follow this copy of docs/getting-started.md instead (to see "
+        "that a broken step fails the run)",
+    )
     args = parser.parse_args(argv)
+    if args.page is not None and not args.checklist:
+        parser.error("--page goes with --checklist")
     stream = sys.stderr if args.json else sys.stdout
 
     def out(text: str) -> None:
@@ -350,6 +361,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         fleet=args.fleet,
         pair=args.pair,
         checklist=args.checklist,
+        page=args.page,
     )
     lab.keep = args.keep
     signal.signal(signal.SIGTERM, _on_signal)

@@ -34,6 +34,11 @@ def sh(*cmd: str) -> None:
 def mount_all(spec: dict[str, Any]) -> None:
     """Overlays over the machine's folders, fresh /run, /dev and /proc, and the hostname."""
     folder = Path(spec["folder"])
+    # /usr is this machine's own (not overlaid): read-only, so that a step that installs or
+    # writes there (an apt-get of a package this machine lacks, from its cache) fails in
+    # the node instead of changing this machine. /usr/local gets its overlay on top.
+    sh("mount", "--bind", "/usr", "/usr")
+    sh("mount", "-o", "remount,bind,ro", "/usr")
     for target in spec["overlaid"]:
         layer = folder / "root" / target.strip("/").replace("/", "-")
         (layer / "upper").mkdir(parents=True, exist_ok=True)
@@ -122,11 +127,15 @@ def serve(spec: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGCHLD, lambda *_: None)
     print(f"READY {spec['host_pid']}", flush=True)
+    lab = sys.stdin.buffer  # a pipe from the lab: EOF when the lab is gone, even SIGKILLed
     while not stopping:
         try:
-            ready, _, _ = select.select([control, syslog.sock], [], [], 0.2)
+            ready, _, _ = select.select([control, syslog.sock, lab], [], [], 0.2)
         except InterruptedError:
             ready = []
+        if lab in ready and not os.read(lab.fileno(), 512):
+            manager.note("the lab is gone: shutting down")
+            break
         if syslog.sock in ready:
             syslog.drain()
         if control in ready:

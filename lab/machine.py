@@ -17,11 +17,12 @@ it does not apply the sandboxing directives (``ProtectSystem=`` and the like).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -64,16 +65,17 @@ class Machine:
             "--propagation", "private", "--",
             sys.executable, "-m", "lab.init", str(self.folder / "machine.json"),
         ]  # fmt: skip
-        self.init = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=(self.folder / "init.log").open("a"),
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=REPO,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
-            preexec_fn=die_with_parent,
-        )
+        with (self.folder / "init.log").open("a") as log:  # the init keeps its own copy
+            self.init = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.PIPE,  # the node shuts down when this closes (lab.init)
+                text=True,
+                cwd=REPO,
+                env=dict(os.environ, PYTHONPATH=str(REPO)),
+                preexec_fn=die_with_parent,
+            )
         assert self.init.stdout is not None
         line = self.init.stdout.readline().strip()  # "READY <pid>" once booted
         if not line.startswith("READY "):
@@ -97,14 +99,23 @@ class Machine:
         )
 
     def halt(self) -> None:
-        """SIGTERM the init: it stops its units; the PID namespace dies with it."""
+        """SIGTERM the init: it stops its units, and once it exits the kernel ends whatever
+        else ran in the node; returns when all of it is gone. (``unshare`` ignores SIGTERM
+        while it waits for the init: signalling it only left the node running.)"""
         proc, self.init = self.init, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        deadline = time.monotonic() + 15
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if proc.poll() is None:
+        for pipe in (proc.stdout, proc.stdin):
+            if pipe is not None:
+                pipe.close()
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # unshare is alive, so is its child
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             proc.kill()
-            proc.wait(5)
+            proc.wait(10)

@@ -17,12 +17,13 @@ import pwd
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from lab.sdnotify import Notify
 
 UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"))
 SANDBOX = re.compile(r"^(Protect|Private|Restrict|NoNewPrivileges|LockPersonality|Memory|"
@@ -77,6 +78,8 @@ class Running:
     unit: Unit
     proc: subprocess.Popen[bytes]
     stopping: bool = False
+    deadline: float = float("inf")  # a oneshot started by a timer is killed after this
+    notify: Optional[Notify] = None  # Type=notify: open while the service runs
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Manager:
     running: dict[str, Running] = field(default_factory=dict)
     timers: dict[str, float] = field(default_factory=dict)  # timer name -> next run (monotonic)
     restarts: dict[str, float] = field(default_factory=dict)  # service -> when to restart
+    started: dict[str, list[float]] = field(default_factory=dict)  # service -> restart times
     booted: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -171,7 +175,9 @@ class Manager:
 
     # services ------------------------------------------------------------------------
 
-    def start(self, unit: Unit, out: list[str]) -> int:
+    def start(self, unit: Unit, out: list[str], wait: bool = True) -> int:
+        """systemctl start: a oneshot is waited for unless ``wait`` is False (a timer's run,
+        reaped by tick, so that a hung run never blocks the init's loop)."""
         if unit.name.endswith(".timer"):
             first = seconds(unit.get("OnBootSec") or unit.get("OnActiveSec") or "0")
             self.timers[unit.name] = max(self.booted + first, time.monotonic())
@@ -185,47 +191,45 @@ class Manager:
         env = self.environment(unit)
         self.directories(unit)
         kind = unit.get("Type", "simple")
-        notify = None
-        if kind == "notify":
-            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            path = f"/run/lab-notify-{unit.name}"
-            if os.path.exists(path):
-                os.unlink(path)
-            notify.bind(path)
-            env["NOTIFY_SOCKET"] = path
-        log = (self.logs / f"{unit.name}.log").open("ab")
-        argv = self.credentials(unit) + self.expand(unit.get("ExecStart"), env)
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd="/")  # fmt: skip
-        if kind == "oneshot":
-            code = proc.wait(seconds(unit.get("TimeoutStartSec", "90")))
-            if code != 0:
-                out.append(f"Job for {unit.name} failed (exit {code}); see {log.name}")
-            return 0 if code == 0 else 1
-        self.running[unit.name] = Running(unit, proc)
+        notify = Notify(f"/run/lab-notify-{unit.name}") if kind == "notify" else None
         if notify is not None:
-            return self._await_ready(unit, proc, notify, out)
+            env["NOTIFY_SOCKET"] = notify.path
+        argv = self.credentials(unit) + self.expand(unit.get("ExecStart"), env)
+        with (self.logs / f"{unit.name}.log").open("ab") as log:  # the child keeps its copy
+            proc = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd="/",
+            )  # fmt: skip
+        self.running[unit.name] = Running(unit, proc, notify=notify)
+        if kind == "oneshot" and not wait:
+            self.running[unit.name].deadline = time.monotonic() + seconds(
+                unit.get("TimeoutStartSec", "90")
+            )
+        elif kind == "oneshot":
+            try:
+                code = proc.wait(seconds(unit.get("TimeoutStartSec", "90")))
+            except subprocess.TimeoutExpired:
+                self.stop(unit)  # systemd kills a start job that times out
+                code = -1
+            self.running.pop(unit.name, None)
+            if code != 0:
+                out.append(f"Job for {unit.name} failed (exit {code}); see units/{unit.name}.log")
+            return 0 if code == 0 else 1
+        timeout = seconds(unit.get("TimeoutStartSec", "90"))
+        if notify is not None and not notify.ready(proc, timeout):
+            out.append(
+                f"Job for {unit.name} failed: it never said READY=1 (see units/{unit.name}.log)"
+            )
+            self.stop(unit)  # systemd kills a service that never said READY=1
+            return 1
         return 0
-
-    def _await_ready(
-        self, unit: Unit, proc: subprocess.Popen[bytes], notify: socket.socket, out: list[str]
-    ) -> int:
-        deadline = time.monotonic() + seconds(unit.get("TimeoutStartSec", "90"))
-        notify.settimeout(0.2)
-        with notify:
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    if b"READY=1" in notify.recv(4096).split(b"\n"):
-                        return 0
-                except socket.timeout:
-                    continue
-        out.append(f"Job for {unit.name} failed: it never said READY=1 (see units/{unit.name}.log)")
-        return 1
 
     def stop(self, unit: Unit) -> int:
         self.timers.pop(unit.name, None)
         self.restarts.pop(unit.name, None)
         run = self.running.pop(unit.name, None)
+        if run is not None and run.notify is not None:
+            run.notify.close()
         if run is None or run.proc.poll() is not None:
             return 0
         run.stopping = True
@@ -244,13 +248,27 @@ class Manager:
             return 1
         env = self.environment(unit)
         env["MAINPID"] = str(run.proc.pid)
+        if run.notify is not None:
+            run.notify.drain()
+        log = self.logs / f"{unit.name}.log"
+        logged = log.stat().st_size if log.is_file() else 0
         for line in unit.keys.get("ExecReload", []):
             done = subprocess.run(self.expand(line, env), env=env, capture_output=True, check=False)
             if done.returncode != 0:
                 text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
                 out.append(f"Job for {unit.name} failed: {line}: {text}")
                 return 1
-        return 0
+        failed = "" if run.notify is None else run.notify.reloaded(run.proc, 90.0)
+        if run.notify is not None and not failed:  # haproxy 2.6 says READY=1 either way
+            with log.open("rb") as handle:
+                handle.seek(logged)
+                said = handle.read().decode("utf-8", "replace").splitlines()
+            if any("Loading failure" in line for line in said):
+                failed = " / ".join(line.strip() for line in said if "[ALERT]" in line)
+                failed = failed or "Loading failure"
+        if failed:
+            out.append(f"Job for {unit.name} failed: {failed} (see units/{unit.name}.log)")
+        return 1 if failed else 0
 
     def environment(self, unit: Unit) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
@@ -338,18 +356,28 @@ class Manager:
                 os.waitpid(info.si_pid, 0)
         now = time.monotonic()
         for name, run in list(self.running.items()):
-            if run.proc.poll() is not None and not run.stopping and name not in self.restarts:
+            if run.notify is not None and run.proc.poll() is None:
+                run.notify.drain()  # a daemon must never block on a full socket
+            if run.proc.poll() is None and now > run.deadline:
+                self.note(f"{name}: start timed out (TimeoutStartSec); killed")
+                self.stop(run.unit)
+            elif run.proc.poll() is not None and not run.stopping and name not in self.restarts:
+                run.stopping = True  # handled: noted once, restarted at most once
+                if run.notify is not None:
+                    run.notify.close()
+                    run.notify = None
                 policy = run.unit.get("Restart", "no")
-                if policy == "always" or (policy == "on-failure" and run.proc.returncode != 0):
-                    self.restarts[name] = now + seconds(run.unit.get("RestartSec", "100ms"))
                 self.note(f"{name}: exited with {run.proc.returncode}")
+                if policy == "always" or (policy == "on-failure" and run.proc.returncode != 0):
+                    if self._limited(run.unit, now):
+                        self.note(f"{name}: start request repeated too quickly; not restarted")
+                    else:
+                        self.restarts[name] = now + seconds(run.unit.get("RestartSec", "100ms"))
         for name, when in list(self.restarts.items()):
             if now >= when:
                 del self.restarts[name]
                 self.running.pop(name, None)
-                unit = Unit.find(name)
-                if unit is not None:
-                    self.start(unit, [])
+                self._background(name, wait=True)
         for name, when in list(self.timers.items()):
             if now >= when:
                 timer = Unit.find(name)
@@ -358,7 +386,29 @@ class Manager:
                     del self.timers[name]
                     continue
                 self.timers[name] = now + seconds(timer.get("OnUnitActiveSec", "1min"))
-                self.start(service, [])
+                if not self.active(service):  # a run still going is not started twice
+                    self._background(service.name, wait=False)
+
+    def _background(self, name: str, wait: bool) -> None:
+        """A start the init makes on its own (restart, timer): failures go to the log, never
+        out of the loop (an ExecStart gone missing must not kill the node)."""
+        unit = Unit.find(name)
+        out: list[str] = []
+        try:
+            if unit is not None:
+                self.start(unit, out, wait=wait)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            out.append(f"{name}: cannot start: {exc}")
+        for line in out:
+            self.note(line)
+
+    def _limited(self, unit: Unit, now: float) -> bool:
+        """systemd's start limit: more than StartLimitBurst (5) restarts within
+        StartLimitIntervalSec (10 s; 0 means no limit) and the unit stays down."""
+        window = seconds(unit.get("StartLimitIntervalSec", "10s"))
+        recent = [t for t in self.started.get(unit.name, []) if now - t < window] + [now]
+        self.started[unit.name] = recent
+        return window > 0 and len(recent) > int(unit.get("StartLimitBurst", "5"))
 
     def shutdown(self) -> None:
         for name in list(self.running):

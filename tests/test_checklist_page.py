@@ -89,3 +89,28 @@ def test_the_watch_unit_runs_as_the_script_user_with_net_raw(tmp_path: Path) -> 
     argv = units.Manager.credentials(unit)
     assert "--reuid=keepalived_script" in argv and "--regid=haproxy" in argv
     assert "--ambient-caps=+net_raw" in argv
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [(None, "cannot read the page"), ("# Getting started\n", "no '## The deploy checklist'")],
+)
+def test_page_option_refuses_a_page_it_cannot_follow(
+    tmp_path: Path, text: object, words: str
+) -> None:
+    """`--page` with a missing file or a page without the checklist says so in one line."""
+    page = tmp_path / "page.md"
+    if isinstance(text, str):
+        page.write_text(text)
+    with pytest.raises(LabError, match=re.escape(words)):
+        checklist.read_steps(page)
+
+
+def test_page_option_is_only_for_checklist_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--page` without `--checklist` is a usage error, before anything is set up."""
+    from lab import failover_lab
+
+    with pytest.raises(SystemExit) as exited:
+        failover_lab.main(["--page", "x.md"])
+    assert exited.value.code == 2
+    assert "--page goes with --checklist" in capsys.readouterr().err

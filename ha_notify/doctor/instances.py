@@ -8,12 +8,15 @@ running for a while without ever reaching the notify script.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import Optional
 
 from ha_notify.config import Config
 from ha_notify.doctor import Finding, fail, ok, warn
+from ha_notify.fsutil import read_text
 from ha_notify.keepalived_conf import KeepalivedConf, blocks
 from ha_notify.notify.store import StateStore
 
@@ -33,6 +36,11 @@ def findings(config: Optional[Config], conf: Optional[KeepalivedConf]) -> list[F
         names = {f"{KINDS[b.kind]}:{b.name}" for b in blocks(conf) if b.kind in KINDS}
         snapshot = {k: v for k, v in snapshot.items() if k in names}
     if not snapshot:
+        damage = _damage(g.state_dir / "state.json")
+        if damage:
+            return [warn(CHECK, f"{g.state_dir / 'state.json'} is {damage}: the last states "
+                         "are unknown", "keepalived's next notify writes a new one; until then "
+                         "its log says the state (journalctl -u keepalived)")]  # fmt: skip
         return [_nothing_recorded()]
     found = []
     for key, entry in sorted(snapshot.items()):
@@ -61,27 +69,59 @@ def _nothing_recorded() -> Finding:
     )
 
 
+def _damage(path: Path) -> str:
+    """Why state.json cannot be read ("" when it is fine or absent)."""
+    try:
+        data = json.loads(read_text(path))
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"unreadable ({exc})"
+    return "" if isinstance(data, dict) else f"not an object ({type(data).__name__})"
+
+
+def _namespaces(pid: str) -> tuple[int, str]:
+    """How deep ``pid``'s PID namespace is and, when readable (root), its network namespace."""
+    with open(f"/proc/{pid}/status") as handle:
+        depth = next((len(line.split()) - 1 for line in handle if line.startswith("NSpid:")), 1)
+    try:
+        net = os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        net = ""
+    return depth, net
+
+
 def keepalived_age() -> Optional[float]:
-    """Seconds since the oldest keepalived process started; None when none runs."""
+    """Seconds since the oldest keepalived process of this node started; None when none runs."""
     try:
         with open("/proc/uptime") as handle:
             uptime = float(handle.read().split()[0])
-        tick = os.sysconf("SC_CLK_TCK")
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        starts = keepalived_starts()
     except (OSError, ValueError):
         return None
-    ages = []
-    for pid in pids:
+    tick = os.sysconf("SC_CLK_TCK")
+    return max(uptime - start / tick for start in starts.values()) if starts else None
+
+
+def keepalived_starts() -> dict[int, int]:
+    """This node's keepalived processes: pid -> start time (clock ticks since boot).
+
+    A keepalived in another PID or network namespace (a container's, a lab's) is not this
+    node's: the host sees those processes too, and must not take them for its own."""
+    mine = _namespaces("self")
+    starts = {}
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
             with open(f"/proc/{pid}/stat") as handle:
                 text = handle.read()
+            if text[text.find("(") + 1 : text.rfind(")")] != "keepalived":
+                continue
+            depth, net = _namespaces(pid)
         except OSError:
             continue
-        comm = text[text.find("(") + 1 : text.rfind(")")]
-        if comm == "keepalived":
-            fields = text[text.rfind(")") + 2 :].split()
-            ages.append(uptime - int(fields[19]) / tick)
-    return max(ages) if ages else None
+        if depth == mine[0] and net in ("", mine[1]):
+            starts[int(pid)] = int(text[text.rfind(")") + 2 :].split()[19])
+    return starts
 
 
 def _when(value: object) -> str:
