@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
-import re
-import shlex
 import signal
 import subprocess
 import time
@@ -24,53 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from lab.sdnotify import Notify
-
-UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"))
-SANDBOX = re.compile(r"^(Protect|Private|Restrict|NoNewPrivileges|LockPersonality|Memory|"
-                     r"SystemCall|CapabilityBoundingSet|ReadWritePaths|ReadOnlyPaths|"
-                     r"BindReadOnlyPaths)")  # fmt: skip
-
-
-VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
-
-
-def seconds(text: str) -> float:
-    """systemd's time spans: ``200ms``, ``5s``, ``1min``, ``1min 30s``, plain seconds."""
-    scale = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "": 1}
-    total = 0.0
-    for number, unit in re.findall(r"([\d.]+)\s*([a-z]*)", text):
-        total += float(number) * scale.get(unit, 1)
-    return total
-
-
-@dataclass
-class Unit:
-    name: str
-    path: Path
-    keys: dict[str, list[str]]
-
-    @classmethod
-    def find(cls, name: str) -> Optional[Unit]:
-        if "." not in name:
-            name += ".service"
-        for folder in UNIT_DIRS:
-            if (folder / name).is_file():
-                return cls.parse(name, folder / name)
-        return None
-
-    @classmethod
-    def parse(cls, name: str, path: Path) -> Unit:
-        """Every ``Key=value`` of the file; a key given twice keeps both (ExecReload)."""
-        keys: dict[str, list[str]] = {}
-        for raw in path.read_text().splitlines():
-            line = raw.strip()
-            if line and not line.startswith(("#", ";", "[")) and "=" in line:
-                key, value = line.split("=", 1)
-                keys.setdefault(key.strip(), []).append(value.strip())
-        return cls(name, path, keys)
-
-    def get(self, key: str, default: str = "") -> str:
-        return self.keys.get(key, [default])[-1]
+from lab.unitfile import SANDBOX, Unit, expand, seconds
 
 
 @dataclass
@@ -188,13 +139,13 @@ class Manager:
         if condition and not (os.path.isfile(condition) and os.path.getsize(condition)):
             self.note(f"{unit.name}: condition failed: {condition} is missing or empty")
             return 0  # systemd skips the unit and says nothing
-        env = self.environment(unit)
-        self.directories(unit)
+        env = unit.environment()
+        unit.directories()
         kind = unit.get("Type", "simple")
         notify = Notify(f"/run/lab-notify-{unit.name}") if kind == "notify" else None
         if notify is not None:
             env["NOTIFY_SOCKET"] = notify.path
-        argv = self.credentials(unit) + self.expand(unit.get("ExecStart"), env)
+        argv = unit.credentials() + expand(unit.get("ExecStart"), env)
         with (self.logs / f"{unit.name}.log").open("ab") as log:  # the child keeps its copy
             proc = subprocess.Popen(
                 argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
@@ -246,14 +197,14 @@ class Manager:
         if run is None or run.proc.poll() is not None:
             out.append(f"{unit.name} is not active, cannot reload.")
             return 1
-        env = self.environment(unit)
+        env = unit.environment()
         env["MAINPID"] = str(run.proc.pid)
         if run.notify is not None:
             run.notify.drain()
         log = self.logs / f"{unit.name}.log"
         logged = log.stat().st_size if log.is_file() else 0
         for line in unit.keys.get("ExecReload", []):
-            done = subprocess.run(self.expand(line, env), env=env, capture_output=True, check=False)
+            done = subprocess.run(expand(line, env), env=env, capture_output=True, check=False)
             if done.returncode != 0:
                 text = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
                 out.append(f"Job for {unit.name} failed: {line}: {text}")
@@ -269,62 +220,6 @@ class Manager:
         if failed:
             out.append(f"Job for {unit.name} failed: {failed} (see units/{unit.name}.log)")
         return 1 if failed else 0
-
-    def environment(self, unit: Unit) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C.UTF-8"}
-        for line in unit.keys.get("EnvironmentFile", []):
-            path = line.lstrip("-")
-            if not os.path.isfile(path):
-                continue
-            for raw in Path(path).read_text().splitlines():
-                raw = raw.strip()
-                if raw and not raw.startswith("#") and "=" in raw:
-                    key, value = raw.split("=", 1)
-                    env[key.strip()] = value.strip().strip("\"'")
-        for line in unit.keys.get("Environment", []):
-            for word in shlex.split(line):
-                key, _, value = word.partition("=")
-                env[key] = value
-        return env
-
-    @staticmethod
-    def expand(line: str, env: dict[str, str]) -> list[str]:
-        """systemd's rules: ``$VAR`` alone splits into words, ``${VAR}`` stays one word."""
-        line = line.lstrip("-@+!")
-        argv: list[str] = []
-        for word in shlex.split(line):
-            whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
-            if whole:
-                argv += env.get(whole.group(1), "").split()
-            else:
-                argv.append(VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), word))
-        return argv
-
-    @staticmethod
-    def credentials(unit: Unit) -> list[str]:
-        user = unit.get("User")
-        if not user:
-            return []
-        argv = ["setpriv", f"--reuid={user}", f"--regid={unit.get('Group') or user}",
-                "--init-groups"]  # fmt: skip
-        caps = [c.lower().replace("cap_", "") for c in unit.get("AmbientCapabilities").split()]
-        if caps:
-            wanted = ",".join(f"+{c}" for c in caps)
-            argv += [f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
-        return [*argv, "--"]
-
-    @staticmethod
-    def directories(unit: Unit) -> None:
-        user = unit.get("User")
-        uid = pwd.getpwnam(user).pw_uid if user else 0
-        gid = pwd.getpwnam(user).pw_gid if user else 0
-        for key, root in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib")):
-            mode = int(unit.get(f"{key}Mode", "0755"), 8)
-            for name in unit.get(key).split():
-                path = Path(root) / name
-                path.mkdir(parents=True, exist_ok=True)
-                path.chmod(mode)
-                os.chown(path, uid, gid)
 
     # the loop ------------------------------------------------------------------------
 

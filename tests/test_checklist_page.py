@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import checklist, units
+from lab import checklist, unitfile
 from lab.netns import LabError
 
 STEPS = checklist.read_steps()
@@ -66,7 +66,7 @@ def test_systemd_variable_expansion() -> None:
     """`$VAR` alone splits into words, `${VAR}` stays one word, unknown ones are empty."""
     env = {"EXTRAOPTS": "-S /run/haproxy-master.sock", "CONFIG": "/etc/haproxy/haproxy.cfg"}
     line = "/usr/sbin/haproxy -Ws -f $CONFIG $EXTRAOPTS $NOTSET x${CONFIG}"
-    assert units.Manager.expand(line, env) == [
+    assert unitfile.expand(line, env) == [
         "/usr/sbin/haproxy", "-Ws", "-f", "/etc/haproxy/haproxy.cfg",
         "-S", "/run/haproxy-master.sock", "x/etc/haproxy/haproxy.cfg",
     ]  # fmt: skip
@@ -77,16 +77,16 @@ def test_systemd_variable_expansion() -> None:
 )
 def test_time_spans(text: str, value: float) -> None:
     """systemd's time spans, as the shipped units and timer write them."""
-    assert units.seconds(text) == pytest.approx(value)
+    assert unitfile.seconds(text) == pytest.approx(value)
 
 
 def test_the_watch_unit_runs_as_the_script_user_with_net_raw(tmp_path: Path) -> None:
     """The stand-in keeps what matters of the shipped watcher unit: user, group, capability."""
-    unit = units.Unit.parse(
+    unit = unitfile.Unit.parse(
         "ha-notify-watch.service",
         checklist.configs.REPO / "contrib" / "systemd" / "ha-notify-watch.service",
     )
-    argv = units.Manager.credentials(unit)
+    argv = unit.credentials()
     assert "--reuid=keepalived_script" in argv and "--regid=haproxy" in argv
     assert "--ambient-caps=+net_raw" in argv
 

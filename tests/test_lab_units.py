@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from lab import units
-from lab.units import Manager, Unit
+from lab import unitfile
+from lab.unitfile import Unit
+from lab.units import Manager
 
 
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Unit files are looked up in ``tmp_path`` only."""
-    monkeypatch.setattr(units, "UNIT_DIRS", (tmp_path,))
+    monkeypatch.setattr(unitfile, "UNIT_DIRS", (tmp_path,))
     return tmp_path
 
 
