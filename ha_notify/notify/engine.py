@@ -20,7 +20,7 @@ from ha_notify.event import STABLE, Event, Node
 from ha_notify.notify import direct, dispatch, node
 from ha_notify.notify.delivery import Delivery
 from ha_notify.notify.dispatch import Built, Outcome
-from ha_notify.notify.inbox import QUEUED, Inbox, adopt
+from ha_notify.notify.inbox import QUEUED, Inbox, adopt, started_at
 from ha_notify.notify.render import Renderer
 from ha_notify.notify.report import (
     ChannelResult,
@@ -121,20 +121,20 @@ class Notifier:
         time to queue the event in the inbox instead (the deadline is hard)."""
         return max(self.remaining(deadline) - INBOX_RESERVE, LOCK_MIN)
 
-    def _adopt(self, data: dict[str, Any]) -> None:
+    def _adopt(self, data: dict[str, Any], until: Optional[float], upto: Optional[float]) -> bool:
         """Under the state lock: number the events queued in the inbox (see inbox.py)."""
-        if not self.inbox.names():
-            return
+        if self.inbox.empty():
+            return True
 
         def settled(s: Settled, event: Event) -> Event:
             return self._spool_settled(s, event.node, event.haproxy)
 
-        adopt(self.inbox, self.store, self.spool, data, self.wanted, settled)
+        return adopt(self.inbox, self.store, self.spool, data, self.wanted, settled, until, upto)
 
     def adopt(self, deadline: Optional[float] = None) -> None:
         """Number what waits in the inbox now (flush, the FIFO reader's housekeeping); if
         another process holds the state lock, it does."""
-        if self.inbox.names() and not self.store.adopt(self.lock_wait(deadline)):
+        if not self.inbox.empty() and not self.store.adopt(self.lock_wait(deadline)):
             log.info("state lock busy: its holder numbers the queued events")
 
     def node(self) -> Node:
@@ -183,8 +183,9 @@ class Notifier:
         )
 
     def wanted(self, event: Event) -> list[str]:
-        """The channels whose ``states`` filter lets this event through (tests go to all)."""
-        return [c.name for c in self.config.channels if event.is_test or c.wants(event.state)]
+        """The channels whose ``states`` filter lets this event through (tests go to all; a
+        pair alert is matched by its kind)."""
+        return [c.name for c in self.config.channels if event.is_test or c.wants(event.filter_key)]
 
     def run(
         self,
@@ -242,10 +243,14 @@ class Notifier:
             lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait(deadline)
         )
 
-    def record(self, req: StateChange, deadline: Optional[float] = None) -> Spooled:
+    def record(
+        self, req: StateChange, deadline: Optional[float] = None, upto: Optional[float] = None
+    ) -> Spooled:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order.
         If the state lock cannot be had in time, the event is queued in the inbox instead.
-        Raises SpoolError when neither the spool nor the inbox can be written."""
+        ``upto``: when the process reporting it started (wall clock), so inbox events of later
+        processes are numbered after it. Raises SpoolError when neither the spool nor the
+        inbox can be written."""
         key = f"{req.kind}:{req.name}"
         facts = self.node()  # gathered before taking the state lock
         summary = haproxy_summary(self.config.checks)
@@ -272,6 +277,7 @@ class Notifier:
                 timeout=self.lock_wait(deadline),
                 latest=self.spool.latest,
                 on_settled=lambda s: self._spool_settled(s, facts, summary),
+                upto=upto,
             )
         except LockBusy as exc:
             return self._queue(self.make_event(req, facts, haproxy=summary), exc)
@@ -303,14 +309,14 @@ class Notifier:
             path = self.inbox.put(event)
         except OSError as exc:
             raise SpoolError(f"{busy}, and the inbox could not be written: {exc}") from exc
-        what = f"{event.kind} {event.name} {event.state.upper()}"
+        what = f"{event.kind} {event.name} {event.filter_key.upper()}"
         log.warning("%s: %s (%s; event %s in %s)", what, QUEUED, busy, event.id, path.parent)
-        return Spooled([], (f"{what}: {QUEUED}",), queued=True)
+        return Spooled([], (f"{what}: {QUEUED} ({busy})",), queued=True)
 
     def spool_alert(self, event: Event, deadline: Optional[float] = None) -> list[Delivery]:
         """Spool an event that is not a state change (a pair alert) for every channel that
         wants its kind, numbered after the newest event of its key; nothing is sent yet."""
-        wanted = [c.name for c in self.config.channels if c.wants(event.filter_key)]
+        wanted = self.wanted(event)
         if not wanted:
             return []
 
@@ -318,7 +324,11 @@ class Notifier:
             return self.spool.add(dataclasses.replace(event, seq=seq), wanted)
 
         wait = self.lock_wait(deadline)
-        return self.store.numbered(event.key, spool_it, self.spool.latest, wait)
+        try:
+            return self.store.numbered(event.key, spool_it, self.spool.latest, wait)
+        except LockBusy as exc:  # like a notify: queued, numbered by the next lock holder
+            self._queue(event, exc)
+            return []
 
     def deliver(
         self,
@@ -339,7 +349,7 @@ class Notifier:
         # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.
         with signals_deferred():
             try:
-                mine, notes, queued = self.record(req, deadline)
+                mine, notes, queued = self.record(req, deadline, started_at())
             except SpoolError as exc:
                 return self.send_without_spool(req, exc, deadline)
             outcome = Outcome()
