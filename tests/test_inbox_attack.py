@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.storm import _hook_events
+from ha_notify import aio
 from ha_notify.config import load
 from ha_notify.event import SPLIT_BRAIN, VIP_KIND, Event
 from ha_notify.notify.engine import Notifier, StateChange
@@ -156,3 +158,23 @@ def test_pair_alert_behind_a_busy_lock_is_queued_and_sent_once(
     assert (sent["event_id"], sent["seq"]) == (event.id, 1)
     assert SPLIT_BRAIN in json.dumps(sent)
     assert inbox(state) == [] and pending(state) == []
+
+
+def test_a_signal_held_while_spooling_stops_the_send_before_it_starts() -> None:
+    """A SIGTERM that came while the caller held it (spooling) cancels the send before its
+    first step: no connection is opened (it was, now and then, under load)."""
+    started: list[bool] = []
+    heard: list[int] = []
+
+    async def send() -> bool:
+        started.append(True)
+        return True
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert aio.run_bounded(send(), 5.0, heard.append) is None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    assert started == [] and heard == [signal.SIGTERM]
+    assert signal.SIGTERM not in signal.sigpending()
