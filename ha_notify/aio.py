@@ -140,6 +140,15 @@ def run_bounded(
     the signal (the FIFO reader stops after it). The signal handlers in place before are
     restored afterwards.
     """
+    if set(SIGNALS) & signal.sigpending():
+        # Held by the caller (while spooling) and already here: stop before anything
+        # starts, or the first step of a send (a connect) would still run.
+        info = signal.sigtimedwait(SIGNALS, 0)
+        if asyncio.iscoroutine(coro):
+            coro.close()
+        if info is not None and on_signal is not None:
+            on_signal(info.si_signo)
+        return None
     saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
     loop = asyncio.new_event_loop()
     loop.set_default_executor(DaemonExecutor())

@@ -10,7 +10,7 @@ from typing import Any
 from ha_notify.config import Config
 from ha_notify.notify import deadletters
 from ha_notify.notify.delivery import Delivery
-from ha_notify.notify.inbox import Inbox
+from ha_notify.notify.inbox import Inbox, waiting
 from ha_notify.notify.spool import Spool
 from ha_notify.notify.store import StateStore
 
@@ -45,21 +45,18 @@ def collect(config: Config) -> dict[str, Any]:
         info["attempts"] = max(info["attempts"], d.attempts)
         recipients += _recipients(d, "pending")
     queued = []
-    for q in Inbox(g.state_dir, spool.quarantine).entries():  # pending for its channels too
-        if spool.holds(q.event):  # numbered already; a killed adopter left the inbox copy
-            continue
-        for c in config.channels:
-            if c.wants(q.event.state):
-                info = channels.setdefault(
-                    c.name, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
-                )
-                info["pending"] += 1
-                info["oldest_age_s"] = max(info["oldest_age_s"], round(now - q.started, 1))
+    for q, names in waiting(Inbox(g.state_dir, spool.quarantine), spool, config.channels):
+        for name in names:  # pending for its channels too
+            info = channels.setdefault(
+                name, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
+            )
+            info["pending"] += 1
+            info["oldest_age_s"] = max(info["oldest_age_s"], round(now - q.started, 1))
         queued.append(
             {
                 "event": q.event.id,
                 "instance": q.event.key,
-                "state": q.event.state,
+                "state": q.event.filter_key,
                 "since": deadletters.clock(q.started),
                 "argv": list(q.argv),
             }

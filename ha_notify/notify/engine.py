@@ -16,19 +16,15 @@ from ha_notify import aio
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
 from ha_notify.errors import ConfigError, LockBusy, SpoolError
-from ha_notify.event import STABLE, TEST, Event, Node
-from ha_notify.notify import dispatch, node
+from ha_notify.event import STABLE, Event, Node
+from ha_notify.notify import direct, dispatch, node
 from ha_notify.notify.delivery import Delivery
 from ha_notify.notify.dispatch import Built, Outcome
-from ha_notify.notify.inbox import QUEUED, Inbox, adopt
-from ha_notify.notify.redact import error_text
+from ha_notify.notify.inbox import QUEUED, Inbox, adopt, started_at
 from ha_notify.notify.render import Renderer
 from ha_notify.notify.report import (
-    FAILED,
-    SENT,
     ChannelResult,
     NotifyReport,
-    state_dir_fix,
     verdict,
 )
 from ha_notify.notify.spool import Spool
@@ -125,20 +121,20 @@ class Notifier:
         time to queue the event in the inbox instead (the deadline is hard)."""
         return max(self.remaining(deadline) - INBOX_RESERVE, LOCK_MIN)
 
-    def _adopt(self, data: dict[str, Any]) -> None:
+    def _adopt(self, data: dict[str, Any], until: Optional[float], upto: Optional[float]) -> bool:
         """Under the state lock: number the events queued in the inbox (see inbox.py)."""
-        if not self.inbox.names():
-            return
+        if self.inbox.empty():
+            return True
 
         def settled(s: Settled, event: Event) -> Event:
             return self._spool_settled(s, event.node, event.haproxy)
 
-        adopt(self.inbox, self.store, self.spool, data, self.wanted, settled)
+        return adopt(self.inbox, self.store, self.spool, data, self.wanted, settled, until, upto)
 
     def adopt(self, deadline: Optional[float] = None) -> None:
         """Number what waits in the inbox now (flush, the FIFO reader's housekeeping); if
         another process holds the state lock, it does."""
-        if self.inbox.names() and not self.store.adopt(self.lock_wait(deadline)):
+        if not self.inbox.empty() and not self.store.adopt(self.lock_wait(deadline)):
             log.info("state lock busy: its holder numbers the queued events")
 
     def node(self) -> Node:
@@ -187,8 +183,9 @@ class Notifier:
         )
 
     def wanted(self, event: Event) -> list[str]:
-        """The channels whose ``states`` filter lets this event through (tests go to all)."""
-        return [c.name for c in self.config.channels if event.is_test or c.wants(event.state)]
+        """The channels whose ``states`` filter lets this event through (tests go to all; a
+        pair alert is matched by its kind)."""
+        return [c.name for c in self.config.channels if event.is_test or c.wants(event.filter_key)]
 
     def run(
         self,
@@ -222,24 +219,6 @@ class Notifier:
             self.cut_by = signal.Signals(heard[0]).name if heard else "the deadline"
         return result
 
-    def _stopped(self, outcome: Outcome, groups: Optional[set[tuple[str, str]]]) -> None:
-        """After a cut run: say what really is left (a grace may have finished it all)."""
-        left = [d for d in self.spool.list_pending() if groups is None or d.group in groups]
-        if left:
-            log.warning(
-                "stopped by %s with %d deliveries not done (sent in this run: %d); they stay "
-                "spooled for the next run",
-                self.cut_by,
-                len(left),
-                len(outcome.sent),
-            )
-        else:
-            log.info(
-                "stopped by %s after every delivery had ended (sent in this run: %d)",
-                self.cut_by,
-                len(outcome.sent),
-            )
-
     def _spool_settled(self, s: Settled, facts: Node, summary: tuple[str, ...]) -> Event:
         kind, _, name = s.key.partition(":")
         event = self.make_event(
@@ -264,10 +243,14 @@ class Notifier:
             lambda s: self._spool_settled(s, facts, summary), timeout=self.lock_wait(deadline)
         )
 
-    def record(self, req: StateChange, deadline: Optional[float] = None) -> Spooled:
+    def record(
+        self, req: StateChange, deadline: Optional[float] = None, upto: Optional[float] = None
+    ) -> Spooled:
         """Record the state and spool its deliveries (nothing is sent yet); fast, in order.
         If the state lock cannot be had in time, the event is queued in the inbox instead.
-        Raises SpoolError when neither the spool nor the inbox can be written."""
+        ``upto``: when the process reporting it started (wall clock), so inbox events of later
+        processes are numbered after it. Raises SpoolError when neither the spool nor the
+        inbox can be written."""
         key = f"{req.kind}:{req.name}"
         facts = self.node()  # gathered before taking the state lock
         summary = haproxy_summary(self.config.checks)
@@ -294,6 +277,7 @@ class Notifier:
                 timeout=self.lock_wait(deadline),
                 latest=self.spool.latest,
                 on_settled=lambda s: self._spool_settled(s, facts, summary),
+                upto=upto,
             )
         except LockBusy as exc:
             return self._queue(self.make_event(req, facts, haproxy=summary), exc)
@@ -325,14 +309,14 @@ class Notifier:
             path = self.inbox.put(event)
         except OSError as exc:
             raise SpoolError(f"{busy}, and the inbox could not be written: {exc}") from exc
-        what = f"{event.kind} {event.name} {event.state.upper()}"
+        what = f"{event.kind} {event.name} {event.filter_key.upper()}"
         log.warning("%s: %s (%s; event %s in %s)", what, QUEUED, busy, event.id, path.parent)
-        return Spooled([], (f"{what}: {QUEUED}",), queued=True)
+        return Spooled([], (f"{what}: {QUEUED} ({busy})",), queued=True)
 
     def spool_alert(self, event: Event, deadline: Optional[float] = None) -> list[Delivery]:
         """Spool an event that is not a state change (a pair alert) for every channel that
         wants its kind, numbered after the newest event of its key; nothing is sent yet."""
-        wanted = [c.name for c in self.config.channels if c.wants(event.filter_key)]
+        wanted = self.wanted(event)
         if not wanted:
             return []
 
@@ -340,7 +324,11 @@ class Notifier:
             return self.spool.add(dataclasses.replace(event, seq=seq), wanted)
 
         wait = self.lock_wait(deadline)
-        return self.store.numbered(event.key, spool_it, self.spool.latest, wait)
+        try:
+            return self.store.numbered(event.key, spool_it, self.spool.latest, wait)
+        except LockBusy as exc:  # like a notify: queued, numbered by the next lock holder
+            self._queue(event, exc)
+            return []
 
     def deliver(
         self,
@@ -353,7 +341,7 @@ class Notifier:
         outcome = Outcome()
         flush = dispatch.flush(self.spool, self.channels, outcome, due_only=True, mine=groups)
         if self.run(flush, on_signal, deadline) is None:
-            self._stopped(outcome, groups)
+            direct.stopped(self, outcome, groups)
         return outcome
 
     def notify(self, req: StateChange, deadline: Optional[float] = None) -> NotifyReport:
@@ -361,7 +349,7 @@ class Notifier:
         # SIGTERM waits until the event is on disk; run() then turns it into a clean stop.
         with signals_deferred():
             try:
-                mine, notes, queued = self.record(req, deadline)
+                mine, notes, queued = self.record(req, deadline, started_at())
             except SpoolError as exc:
                 return self.send_without_spool(req, exc, deadline)
             outcome = Outcome()
@@ -377,27 +365,8 @@ class Notifier:
     def send_without_spool(
         self, req: StateChange, exc: SpoolError, deadline: Optional[float] = None
     ) -> NotifyReport:
-        """The event could not be spooled (nothing of it is on disk): say so, and still try
-        every channel once, directly. Nothing is retried and nothing is sent twice."""
-        log.error("%s; trying each channel once without the spool (no retry possible)", exc)
-        note = f"{exc}; {state_dir_fix(exc)}. Nothing was spooled"
-        # Unnumbered (#0): a number is only ever given under the state lock, with the spool.
-        event = dataclasses.replace(self.preview(req), seq=0)
-        targets = [Delivery(self.spool.pending, n, event, time.time()) for n in self.wanted(event)]
-        outcome = Outcome()
-        if targets:
-            note += "; tried each channel once, directly (no retry)"
-            self.run(dispatch.send_direct(self.channels, targets, outcome), None, deadline)
-        results = [ChannelResult(d.channel, SENT) for d in outcome.sent]
-        for d in outcome.dead:
-            results.append(ChannelResult(d.channel, FAILED, f": {outcome.errors.get(d.id, '')}"))
-        ended = {d.id for d in outcome.sent + outcome.dead}
-        for d in targets:
-            if d.id not in ended:
-                why = f": stopped by {self.cut_by} before it was sent (this alert is LOST)"
-                results.append(ChannelResult(d.channel, FAILED, why))
-                log.error("%s %s NOT sent via %s%s", event.key, event.state.upper(), d.channel, why)
-        return NotifyReport(tuple(results), (note + ".",), spooled=False)
+        """The event could not be spooled: try each channel once, directly (see direct.py)."""
+        return direct.send_without_spool(self, req, exc, deadline)
 
     def flush(
         self, *, due_only: bool = False, retry_dead: bool = False, deadline: Optional[float] = None
@@ -409,36 +378,11 @@ class Notifier:
         outcome = Outcome()
         flush = dispatch.flush(self.spool, self.channels, outcome, due_only=due_only)
         if self.run(flush, None, deadline) is None:
-            self._stopped(outcome, None)
+            direct.stopped(self, outcome, None)
         return outcome
 
     def test(
         self, channel: Optional[str], deadline: Optional[float] = None
     ) -> tuple[ChannelResult, ...]:
-        """Send a marked test message through one channel or all: sent or failed (and why)
-        per channel."""
-        names = [self.config.channel(channel).name] if channel else list(self.channels)
-        event = self.make_event(StateChange("master", self.config.general.instance), subject=TEST)
-        errors: dict[str, str] = {}
-
-        async def one(name: str) -> None:
-            ch = self.channels[name]
-            if isinstance(ch, ConfigError):
-                errors[name] = str(ch)
-                return
-            try:
-                await ch.send(event)
-                errors[name] = ""
-            except Exception as exc:
-                errors[name] = error_text(ch, exc)
-
-        async def every() -> None:
-            await asyncio.gather(*(one(n) for n in names))
-
-        self.run(every(), None, deadline)
-        return tuple(
-            ChannelResult(n, SENT)
-            if errors.get(n) == ""
-            else ChannelResult(n, FAILED, errors.get(n, "deadline reached"))
-            for n in names
-        )
+        """A marked test message through one channel or all (see direct.py)."""
+        return direct.test(self, channel, deadline)

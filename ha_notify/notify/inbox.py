@@ -18,16 +18,18 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from ha_notify import aio
+from ha_notify.constants import PAIR_KINDS
 from ha_notify.event import Event
 from ha_notify.fsutil import atomic_write, instant, make_dirs, read_text, transient
 from ha_notify.notify.quarantine import Quarantine
-from ha_notify.notify.spool import Spool
+from ha_notify.notify.spool import STALE_TMP, Spool
 from ha_notify.notify.store import SUPPRESSED, Settled, StateStore
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,10 @@ class Inbox:
     def put(self, event: Event) -> Path:
         """Write ``event`` (unnumbered) durably; raises OSError when even that fails."""
         make_dirs(self.folder)
-        # When this command started (the process, for the console script), on the wall clock.
-        started = time.time() - (time.monotonic() - aio.command_start())
         data = {
             "version": 1,
             "event": event.to_json(),
-            "started": started,
+            "started": started_at(),
             "argv": sys.argv[1:],
         }
         path = self.folder / f"{event.id}.json"
@@ -77,6 +77,28 @@ class Inbox:
             return [n for n in os.listdir(self.folder) if n.endswith(".json")]
         except FileNotFoundError:
             return []
+
+    def empty(self) -> bool:
+        """Whether the inbox holds no file at all (not even a killed writer's leftover)."""
+        try:
+            return not os.listdir(self.folder)
+        except FileNotFoundError:
+            return True
+
+    def sweep(self) -> int:
+        """Remove temporary files left by writers killed mid-put (older than STALE_TMP: a
+        writer lives deadline + 1 s at most); how many."""
+        removed = 0
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.folder):
+                path = self.folder / name
+                with contextlib.suppress(OSError):
+                    if name.startswith(".tmp-") and time.time() - path.lstat().st_mtime > STALE_TMP:
+                        path.unlink()
+                        removed += 1
+        if removed:
+            log.warning("removed %d unfinished inbox files left by killed writers", removed)
+        return removed
 
     def read(self, path: Path) -> Optional[Queued]:
         """The inbox event at ``path``; None if gone, unreadable for now, or quarantined."""
@@ -117,6 +139,33 @@ class Inbox:
             os.unlink(entry.path)
 
 
+class Filter(Protocol):
+    """A channel's filter (config.ChannelConfig): its name and the states it wants."""
+
+    @property
+    def name(self) -> str: ...
+
+    def wants(self, state: str) -> bool: ...
+
+
+def waiting(
+    inbox: Inbox, spool: Spool, channels: Iterable[Filter]
+) -> list[tuple[Queued, list[str]]]:
+    """The inbox events not numbered yet, each with the channels it is pending for (status
+    and ``ha_notify_spool_pending`` count them as pending)."""
+    filters = list(channels)
+    return [
+        (q, [c.name for c in filters if c.wants(q.event.filter_key)])
+        for q in inbox.entries()
+        if not spool.holds(q.event)  # else numbered already; a killed adopter left the copy
+    ]
+
+
+def started_at() -> float:
+    """When this command started (the process, for the console script), on the wall clock."""
+    return time.time() - (time.monotonic() - aio.command_start())
+
+
 def _settle(settled: Callable[[Settled, Event], Any], event: Event, s: Settled) -> Any:
     return settled(s, event)
 
@@ -128,21 +177,46 @@ def adopt(
     data: dict[str, Any],
     wanted: Callable[[Event], list[str]],
     settled: Callable[[Settled, Event], Any],
-) -> int:
-    """Under the state lock: number every inbox event in arrival order into ``data`` and the
-    spool, save ``data``, then remove the inbox files; how many were adopted.
+    until: Optional[float] = None,
+    upto: Optional[float] = None,
+) -> bool:
+    """Under the state lock: number inbox events in arrival order into ``data`` and the
+    spool, save ``data``, then remove the inbox files. Whether none is left behind.
 
+    Only events whose process started by ``upto`` (wall clock; None: all) are taken, and
+    after ``until`` (a ``time.monotonic()`` instant) no more are started, so a backlog of
+    thousands cannot hold the lock past a deadline; the next holder goes on in order.
     The spool file (one rename) comes before the inbox file goes; an event already spooled
     or listed in its instance's ``adopted`` ids (a killed adopter's work) is only removed.
     """
-    queued = inbox.entries()
+    inbox.sweep()
+    queued = [q for q in inbox.entries() if upto is None or q.started <= upto]
     proven: list[Queued] = []  # spooled: removable whatever happens to state.json
     recorded: list[Queued] = []  # only in ``data`` (suppressed, no channel): after the save
     repaired: set[str] = set()
+    seqs: dict[str, int] = {}  # pair alerts: the last number given per VIP
     for q in queued:
+        if until is not None and time.monotonic() >= until and (proven or recorded):
+            log.warning(
+                "%d queued events left in the inbox for the next holder of the state lock "
+                "(out of time)",
+                len(queued) - len(proven) - len(recorded),
+            )
+            break
         ev = q.event
         if ev.id in data.get(ev.key, {}).get("adopted", ()) or spool.holds(ev):
             log.info("inbox event %s (%s) was numbered already; inbox copy removed", ev.id, ev.key)
+            proven.append(q)
+            continue
+        if ev.subject in PAIR_KINDS:  # a pair alert: numbered after its VIP's newest event
+            if ev.key not in seqs:
+                newest = spool.latest(ev.key)
+                seqs[ev.key] = newest.seq if newest is not None else 0
+            seqs[ev.key] += 1
+            spool.add(replace(ev, seq=seqs[ev.key]), wanted(ev))
+            log.warning(
+                "%s: %s alert #%d numbered from the inbox", ev.key, ev.subject, seqs[ev.key]
+            )
             proven.append(q)
             continue
         entry = data.setdefault(ev.key, {})
@@ -171,15 +245,17 @@ def adopt(
                 proven.append(q)
                 continue
         recorded.append(q)
+    done = len(proven) + len(recorded) == len(queued)
     if recorded:
         try:
             store.save(data)
         except OSError as exc:
             log.error("state file not written (%s); %d inbox events wait", exc, len(recorded))
             recorded = []
+            done = False
     elif proven:
         with contextlib.suppress(OSError):  # a cache: the spool proves every number
             store.save(data)
     for q in proven + recorded:
         inbox.remove(q)
-    return len(queued)
+    return done

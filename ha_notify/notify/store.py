@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SUPPRESSED = "suppressed"  # recorded, summarised later; no message of its own
 HISTORY = 200
 T = TypeVar("T")
+Adopter = Callable[[dict[str, Any], Optional[float], Optional[float]], bool]
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,10 @@ class StateStore:
         self.flap_window = flap_window
         self.quarantine = Quarantine(state_dir / "spool" / "quarantine")
         # Called first under the lock with the entries read: numbers what waits in the inbox
-        # (see inbox.py; set by the Notifier). It saves the store itself before returning.
-        self.adopter: Optional[Callable[[dict[str, Any]], None]] = None
+        # (see inbox.py; set by the Notifier) and saves the store itself. Arguments: the
+        # entries, when to stop (monotonic), the newest process start to take (wall clock);
+        # returns whether nothing of that was left behind.
+        self.adopter: Optional[Adopter] = None
 
     def _busy(self, timeout: Optional[float]) -> LockBusy:
         return LockBusy(
@@ -112,12 +115,27 @@ class StateStore:
             f"(waited {timeout or 0:g}s)"
         )
 
-    def _held(self, repair: bool = True) -> dict[str, Any]:
-        """Under the lock: the entries, after the inbox's events were numbered."""
-        data = self._read(repair=repair)
+    def _behind(self) -> LockBusy:
+        return LockBusy(
+            f"state_dir {self.dir}: older events queued in {self.dir / 'inbox'} are not "
+            "numbered yet (out of time), so this one must wait behind them"
+        )
+
+    def _held(
+        self, until: Optional[float] = None, upto: Optional[float] = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Under the lock: the entries after the inbox's events were numbered (those started
+        by ``upto``, until ``until``), and whether none of those is left."""
+        data = self._read(repair=True)
+        done = True
         if self.adopter is not None:
-            self.adopter(data)
-        return data
+            done = self.adopter(data, until, upto)
+        return data, done
+
+    @staticmethod
+    def _end(timeout: Optional[float]) -> Optional[float]:
+        """When a lock wait of ``timeout`` started now ends (monotonic; None: never)."""
+        return None if timeout is None else time.monotonic() + timeout
 
     def _ensure(self) -> None:
         if self.dir.exists() and not self.dir.is_dir():
@@ -198,23 +216,35 @@ class StateStore:
         timeout: Optional[float] = None,
         latest: Callable[[str], Optional[Event]] = lambda key: None,
         on_settled: Optional[Callable[[Settled], Any]] = None,
+        upto: Optional[float] = None,
     ) -> tuple[Recorded, T]:
         """Record ``state`` for ``key`` and run ``then`` (spooling) under the same lock.
 
         The sequence number and previous state continue from whichever is newer: the store
         or ``latest(key)``, the spool's newest event for the instance. ``then`` writes the
         event before the store is written, so a kill in between is repaired next time.
+        Inbox events are numbered first; with ``upto`` (when this change's process started,
+        wall clock) those of processes started later come after it. LockBusy if older inbox
+        events could not all be numbered in time (this one must then queue behind them).
         """
         now = time.time() if now is None else now
         self._ensure()
+        end = self._end(timeout)
         try:
             with locked(self.lock, timeout) as got:
                 if not got:
                     raise self._busy(timeout)
-                data = self._held()
+                data, done = self._held(end, upto)
+                if not done:
+                    raise self._behind()
                 entry = data.setdefault(key, {})
                 result = self.apply(key, entry, state, now, latest(key), on_settled)
                 spooled = then(result)
+                if upto is not None and self.adopter is not None:
+                    try:  # later arrivals, after this event (which is spooled: never raise)
+                        self.adopter(data, end, None)
+                    except (SpoolError, OSError) as exc:
+                        log.error("queued events left in the inbox: %s", exc)
                 try:
                     self._write(data)
                 except OSError as exc:
@@ -240,11 +270,13 @@ class StateStore:
         """Run ``then(seq)`` under the store's lock, ``seq`` following ``latest(key)``: for
         events that are not state changes (pair alerts), so a number is never given twice."""
         self._ensure()
+        end = self._end(timeout)
         try:
             with locked(self.lock, timeout) as got:
                 if not got:
                     raise self._busy(timeout)
-                self._held()
+                if not self._held(end)[1]:
+                    raise self._behind()
                 newest = latest(key)
                 return then((newest.seq if newest is not None else 0) + 1)
         except LockBusy:
@@ -256,10 +288,11 @@ class StateStore:
         """Take the lock only to number what waits in the inbox; False if the lock was busy
         (its holder numbers them)."""
         self._ensure()
+        end = self._end(timeout)
         try:
             with locked(self.lock, timeout) as got:
                 if got:
-                    self._held()
+                    self._held(end)
                 return got
         except OSError as exc:
             raise SpoolError(f"state_dir {self.dir}: cannot number queued events: {exc}") from exc
@@ -341,11 +374,12 @@ class StateStore:
         if not self.file.exists():
             return []
         settled: list[T] = []
+        end = self._end(timeout)
         try:
             with locked(self.lock, timeout) as got:
                 if not got:
                     return settled  # someone else holds the store; the next run settles
-                data = self._held()
+                data = self._held(end)[0]
                 for key, entry in data.items():
                     if self._quiet(entry, now):
                         settled.append(then(self._settle_entry(key, entry)))

@@ -44,7 +44,8 @@ class Watcher:
         self.track = TrackFile(config.watch.track_file)
         path = config.watch.metrics_file
         self.metrics_file = MetricsFile(path) if path is not None else None
-        self.node = NodeMetrics(config.general.state_dir, (c.name for c in config.channels))
+        channels = config.channels
+        self.node = NodeMetrics(config.general.state_dir, (c.name for c in channels), channels)
         self.probes: list[WatchProbe] = [self.health, self.node, *(make(config) for make in PROBES)]
         # Split brain, unserved, not serving: on its own thread, started by serve().
         self.pair = PairWatch(config, self.health) if self.vips else None

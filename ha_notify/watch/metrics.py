@@ -15,11 +15,14 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ha_notify.constants import SCRIPT_STATES
 from ha_notify.watch.probe import RoundContext, Sample, VrrpState
 from ha_notify.watch.trackfile import AtomicFile
+
+if TYPE_CHECKING:
+    from ha_notify.notify.inbox import Filter
 
 VRRP_STATES = SCRIPT_STATES
 # Series that change every round by design: alone, they do not make the file worth rewriting.
@@ -66,8 +69,10 @@ def vrrp_states(state_dir: Path) -> dict[str, VrrpState]:
     return found
 
 
-def spool_depth(state_dir: Path) -> dict[str, tuple[int, int]]:
-    """(pending, dead) deliveries per channel in the spool."""
+def spool_depth(state_dir: Path, filters: Iterable[Filter] = ()) -> dict[str, tuple[int, int]]:
+    """(pending, dead) deliveries per channel in the spool; an event queued in the inbox
+    (not numbered yet) is pending for every channel of ``filters`` that wants it."""
+    from ha_notify.notify.inbox import Inbox, waiting
     from ha_notify.notify.spool import Spool
 
     spool = Spool(state_dir)
@@ -75,6 +80,9 @@ def spool_depth(state_dir: Path) -> dict[str, tuple[int, int]]:
     for column, deliveries in enumerate((spool.list_pending(), spool.list_dead())):
         for delivery in deliveries:
             depth.setdefault(delivery.channel, [0, 0])[column] += 1
+    for _, names in waiting(Inbox(state_dir, spool.quarantine), spool, filters):
+        for name in names:
+            depth.setdefault(name, [0, 0])[0] += 1
     return {channel: (pair[0], pair[1]) for channel, pair in depth.items()}
 
 
@@ -93,12 +101,20 @@ def _stamp(*paths: str) -> tuple[object, ...]:
 class NodeMetrics:
     """The probe behind the node's own series: VRRP states, VIPs held, spool depth."""
 
-    def __init__(self, state_dir: Path, channels: Iterable[str]) -> None:
+    def __init__(
+        self, state_dir: Path, channels: Iterable[str], filters: Iterable[Filter] = ()
+    ) -> None:
+        """``filters``: the channels' configs, to count inbox events as pending."""
         self.state_dir = state_dir
         self.channels = tuple(channels)
+        self.filters = tuple(filters)
         # What is stat'ed each round, as ready strings (no path joins per round).
         self._store = str(state_dir / "state.json")
-        self._queues = (str(state_dir / "spool" / "pending"), str(state_dir / "spool" / "dead"))
+        self._queues = (
+            str(state_dir / "spool" / "pending"),
+            str(state_dir / "spool" / "dead"),
+            str(state_dir / "inbox"),
+        )
         self._vrrp_stamp: Optional[tuple[object, ...]] = None
         self._spool_stamp: Optional[tuple[object, ...]] = None
         self.vrrp: dict[str, VrrpState] = {}
@@ -118,7 +134,7 @@ class NodeMetrics:
         stamp = _stamp(*self._queues)
         if stamp != self._spool_stamp:
             try:
-                self.spool = spool_depth(self.state_dir)
+                self.spool = spool_depth(self.state_dir, self.filters)
                 self._spool_stamp = stamp
             except Exception:  # unreadable (permissions): keep the last figures, retry
                 self._spool_stamp = None

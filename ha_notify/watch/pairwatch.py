@@ -207,5 +207,5 @@ class PairWatch:
             except (HaNotifyError, OSError) as exc:
                 what = f"{alert.kind} alert for {alert.vip.address}"
                 log.error("cannot spool the %s: %s", what, exc)
-        if spooled:
+        if spooled or not notifier.inbox.empty():  # flush also numbers queued alerts
             self.flusher.kick()
