@@ -243,8 +243,9 @@ def test_watcher_writes_the_file_every_round(tmp_path: Path) -> None:
     ],
 )
 def test_non_finite_transition_time_is_left_out(tmp_path: Path, entry: str) -> None:
-    """A state.json time of NaN/Infinity keeps the state and the count, drops only the time,
-    and promtool accepts the file."""
+    """A state.json time of NaN/Infinity marks that entry damaged (the store resets it and
+    numbers on from the spool): the watcher does not crash, the other instance is exported
+    whole, no NaN/Inf reaches the file, and promtool accepts it."""
     from ha_notify.watch.loop import Watcher
 
     state = tmp_path / "state"
@@ -256,7 +257,7 @@ def test_non_finite_transition_time_is_left_out(tmp_path: Path, entry: str) -> N
     watcher = Watcher(parse(watcher_config(tmp_path, state), tmp_path / "c.toml"))
     watcher.round()
     text = (tmp_path / "m.prom").read_text()
-    assert 'vrrp_instance="VI_1",state="master"} 1' in text
+    assert 'vrrp_instance="VI_2",state="backup"} 1' in text
     assert 'ha_notify_vrrp_transitions_total{cluster="c1",node=' in text
     stamps = [ln for ln in text.splitlines() if ln.startswith("ha_notify_vrrp_last_transition")]
     assert len(stamps) == 1 and 'vrrp_instance="VI_2"} 1700000000' in stamps[0]
@@ -281,7 +282,8 @@ def test_a_huge_sequence_number_skips_only_its_own_entry(tmp_path: Path) -> None
 
 
 def test_non_finite_spool_times_are_still_counted(tmp_path: Path) -> None:
-    """A spooled event whose created time is NaN or Infinity is counted, not a crash."""
+    """A spooled event whose created time is NaN or Infinity is damaged: quarantined (as
+    `status` then counts it), never a crash and never a NaN in the metrics."""
     from ha_notify.event import Event, Node
     from ha_notify.notify.spool import Spool
 
@@ -298,7 +300,8 @@ def test_non_finite_spool_times_are_still_counted(tmp_path: Path) -> None:
         path.write_text(json.dumps(data).replace('"@"', bad))
     probe = NodeMetrics(state, ["mail"])
     probe.refresh()
-    assert probe.spool == {"mail": (2, 0)}
+    assert probe.spool.get("mail", (0, 0)) == (0, 0)
+    assert len(list((state / "spool" / "quarantine").glob("*-pending-*.json"))) == 2
 
 
 def test_odd_probe_values_are_spelled_for_prometheus() -> None:
