@@ -21,6 +21,18 @@ bootstrap
 cd "$REPO"
 LANES=${LANES-py39 newest}
 NON_ROOT="not root and not haproxy and not keepalived"
+# Most tests wait on sockets, subprocesses and timers, not the CPU: pytest-xdist runs them on
+# TEST_WORKERS workers (0: one process, no xdist). A test file runs on one worker (loadfile), so
+# a module-scoped fixture (a lab run, a wheel build) runs once.
+TEST_WORKERS=${TEST_WORKERS-4}
+case "$TEST_WORKERS" in
+    '' | *[!0-9]*)
+        echo "test.sh: TEST_WORKERS must be a number of workers (0: no xdist), got '$TEST_WORKERS'" >&2
+        exit 2
+        ;;
+esac
+XDIST=""
+[ "$TEST_WORKERS" -eq 0 ] || XDIST="-n $TEST_WORKERS --dist loadfile"
 
 echo "== ruff" >&2
 "$VENV/bin/ruff" check .
@@ -30,7 +42,8 @@ echo "== mypy" >&2
 echo "== docs (mkdocs build --strict)" >&2
 NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$REPO/site"
 echo "== pytest ($("$VENV/bin/python" -V))" >&2
-"$VENV/bin/pytest" "$@"
+# shellcheck disable=SC2086  # XDIST is split into its options on purpose
+"$VENV/bin/pytest" $XDIST "$@"
 
 # lane NAME PYTHON: a virtualenv .venv-NAME with `pip install -e '.[test]'`, then the tests.
 lane() {
@@ -47,7 +60,8 @@ lane() {
     fi
     echo "== pytest, lane $name ($("$venv/bin/python" -V)): -m '$NON_ROOT'" >&2
     status=0
-    "$venv/bin/pytest" -q -p no:cacheprovider -m "$NON_ROOT" "$@" || status=$?
+    # shellcheck disable=SC2086
+    "$venv/bin/pytest" -q -p no:cacheprovider -m "$NON_ROOT" $XDIST "$@" || status=$?
     [ "$status" -eq 5 ] && status=0 # 5: the arguments selected no test for this lane
     return "$status"
 }

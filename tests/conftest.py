@@ -72,6 +72,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"CI=true: a {what} test was skipped: {reason}"
 
 
+# The lab runs: long, and mostly waiting on VRRP timers. They start first so that under xdist
+# (scripts/test.sh) the other workers run everything else meanwhile, not after.
+FIRST = ("test_lab_pair.py", "test_lab_e2e.py", "test_fleet_lab.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lab runs first; every other test keeps its order."""
+    items.sort(key=lambda item: item.path.name not in FIRST)
+
+
 @pytest.fixture(scope="session")
 def nobody_bin() -> Path:
     """An ha-notify that nobody can run: the checkout itself may be out of its reach."""

@@ -51,8 +51,10 @@ def requirements() -> Optional[str]:
     return None
 
 
-def wait_for(condition: Callable[[], object], what: str, limit: float = 20.0) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``limit`` seconds."""
+def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``limit`` seconds (a
+    guard against a hang, not a measure: 20 s was once not enough for a haproxy reload on a
+    machine running four test workers and other runs beside)."""
     end = time.monotonic() + limit
     while True:
         value = condition()

@@ -55,7 +55,8 @@ def test_killed_haproxy_gives_1_and_back(watch: Watch, ns: Namespace, proxy: Hap
         f"{prefix}haproxy pid {master} is a zombie",
     )
     assert gone in said or zombie in said, said[-2000:]
-    assert 'check="haproxy"} 0' in watch.metrics.read_text()
+    # The metrics file is written after the track file: await it, a loaded machine is slow.
+    wait_for(lambda: 'check="haproxy"} 0' in watch.metrics.read_text(), "the metric at 0")
     proxy.start()
     watch.wait_value("0\n", "healthy again")
 
