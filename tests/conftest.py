@@ -72,6 +72,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"CI=true: a {what} test was skipped: {reason}"
 
 
+# The lab runs: long, and mostly waiting on VRRP timers. They start first so that under xdist
+# (scripts/test.sh) the other workers run everything else meanwhile, not after. The fleet lab
+# (Prometheus, Alertmanager: the most sensitive to a busy CPU) comes last, once the other
+# workers are mostly done: started beside them it once saw a HANotifyBacklog warning.
+FIRST = ("test_lab_pair.py", "test_lab_e2e.py", "test_fleet_lab.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lab runs first, in FIRST's order; every other test keeps its order."""
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, but the lab files are one unit: one lab at a time. Side by side (three
+    labs, their keepalived pairs, Prometheus) the fleet lab's Prometheus twice missed its
+    90 s start-up target on two loaded cores."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class OneLabAtATime(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = str(super()._split_scope(nodeid))
+            return "the lab" if Path(scope).name in FIRST else scope
+
+    return OneLabAtATime(config, log)
+
+
 @pytest.fixture(scope="session")
 def nobody_bin() -> Path:
     """An ha-notify that nobody can run: the checkout itself may be out of its reach."""

@@ -51,8 +51,10 @@ def requirements() -> Optional[str]:
     return None
 
 
-def wait_for(condition: Callable[[], object], what: str, limit: float = 20.0) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``limit`` seconds."""
+def wait_for(condition: Callable[[], object], what: str, limit: float = 60.0) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``limit`` seconds (a
+    guard against a hang, not a measure: 20 s was once not enough for a haproxy reload on a
+    machine running four test workers and other runs beside)."""
     end = time.monotonic() + limit
     while True:
         value = condition()
@@ -359,9 +361,10 @@ class Haproxy:
     def wait_ready(self) -> None:
         wait_for(lambda: server_status(self.sock, "be_up", "web1") == "UP", "haproxy to be UP")
         if self.master_worker:  # the worker can answer before its master handles SIGUSR2
-            wait_for(self._master_catches_sigusr2, "the master's signal handlers")
+            wait_for(self.master_catches_sigusr2, "the master's signal handlers")
 
-    def _master_catches_sigusr2(self) -> bool:
+    def master_catches_sigusr2(self) -> bool:
+        """Whether the master has its SIGUSR2 handler: a reload sent before that is lost."""
         host = self.ns.host_pid(self.pids()[0])
         if host is None:
             return False

@@ -112,10 +112,13 @@ def test_root_xfail():
 """
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 @pytest.mark.parametrize("ci", ["true", ""])
-def test_ci_fails_on_skipped_root_haproxy_keepalived_tests(ci: str, tmp_path: Path) -> None:
+def test_ci_fails_on_skipped_root_haproxy_keepalived_tests(
+    ci: str, workers: list[str], tmp_path: Path
+) -> None:
     """Under CI=true a skipped root/haproxy/keepalived test fails the run; other skips stay
-    skips; without CI they are all plain skips."""
+    skips; without CI they are all plain skips. The same on xdist workers (scripts/test.sh)."""
     (tmp_path / "conftest.py").write_text("from tests.conftest import pytest_runtest_makereport\n")
     (tmp_path / "test_cases.py").write_text(CI_CASES)
     (tmp_path / "pytest.ini").write_text(
@@ -123,7 +126,7 @@ def test_ci_fails_on_skipped_root_haproxy_keepalived_tests(ci: str, tmp_path: Pa
     )
     env = {**os.environ, "CI": ci, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *workers, str(tmp_path)],
         env=env,
         capture_output=True,
         text=True,
