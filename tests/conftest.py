@@ -76,7 +76,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # (scripts/test.sh) the other workers run everything else meanwhile, not after. The fleet lab
 # (Prometheus, Alertmanager: the most sensitive to a busy CPU) comes last, once the other
 # workers are mostly done: started beside them it once saw a HANotifyBacklog warning.
-FIRST = ("test_lab_pair.py", "test_lab_e2e.py", "test_fleet_lab.py")
+FIRST = ("test_lab_pair.py", "test_lab_e2e.py", "test_lab_checklist.py", "test_fleet_lab.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
