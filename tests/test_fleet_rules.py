@@ -122,6 +122,44 @@ def test_every_alert_is_seen_firing_by_a_unit_test() -> None:
             "last_over_time(ha_notify_watch_last_round_timestamp_seconds[1s])",
         ),
         (
+            "NoMaster on the instant master count (one failed scrape pages)",
+            '(last_over_time(ha_notify:vrrp_state:fresh{state="master"}[90s]) == 1)',
+            'count by (cluster, vrrp_instance) (ha_notify:vrrp_state:fresh{state="master"} == 1)',
+        ),
+        (
+            "NoMaster remembers a silent MASTER for 10 minutes",
+            'ha_notify:vrrp_state:fresh{state="master"}[90s]) == 1)',
+            'ha_notify:vrrp_state:fresh{state="master"}[10m]) == 1)',
+        ),
+        (
+            "Degraded on the instant standby count (one failed scrape warns)",
+            "last_over_time(ha_notify:vrrp_standby:fresh[90s])",
+            "ha_notify:vrrp_standby:fresh",
+        ),
+        (
+            "Degraded on the instant master count (resolves on the MASTER's failed scrape)",
+            'last_over_time(ha_notify:vrrp_state:fresh{state="master"}[90s]) == 1\n            )',
+            'ha_notify:vrrp_state:fresh{state="master"} == 1\n            )',
+        ),
+        (
+            "Degraded during a split brain",
+            "unless on (cluster, vrrp_instance)\n            count by (cluster, vrrp_instance) "
+            '(ha_notify:vrrp_state:fresh{state="master"} == 1) > 1\n',
+            "",
+        ),
+        (
+            "a failing check filters the standby out instead of counting 0",
+            "or on (cluster, node, vrrp_instance)\n"
+            '          (ha_notify:vrrp_state:fresh{state="backup"} * 0)\n',
+            "",
+        ),
+        (
+            "DualMaster naively remembers a MASTER for 2 minutes (dead MASTER: split brain)",
+            'count by (cluster, vrrp_instance) (ha_notify:vrrp_state:fresh{state="master"} == 1) > 1',
+            "count by (cluster, vrrp_instance) "
+            '(last_over_time(ha_notify:vrrp_state:fresh{state="master"}[2m]) == 1) > 1',
+        ),
+        (
             "group by cluster only",
             'count by (cluster, vrrp_instance) (ha_notify:vrrp_state:fresh{state="master"} == 1) > 1',
             'count by (cluster) (ha_notify:vrrp_state:fresh{state="master"} == 1) > 1',
