@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -172,7 +173,9 @@ def test_a_signal_held_while_spooling_stops_the_send_before_it_starts() -> None:
 
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        os.kill(os.getpid(), signal.SIGTERM)
+        # To this thread only: a process-directed SIGTERM goes to any thread that does not
+        # block it (pytest-xdist's I/O thread), and its default action ends the test run.
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
         assert aio.run_bounded(send(), 5.0, heard.append) is None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
