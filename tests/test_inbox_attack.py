@@ -96,6 +96,13 @@ def test_a_backlog_of_ten_thousand_keeps_the_deadline_and_the_order(
     assert 0 < left <= 10001
     if left > 1:  # not all adopted: its own event queued behind them, not numbered first
         assert "are not numbered yet" in proc.stderr
+        # Said plainly: the lock was free; the event waits behind the backlog.
+        assert (
+            f"BACKUP: queued behind {left - 1} older events still waiting in the inbox (the "
+            in (proc.stderr)
+        )
+        assert "state lock was free" in proc.stderr
+        assert "queued behind the state lock" not in proc.stderr
     cfg = write_config(chan, deadline=600, flap_threshold=100000)
     for _ in range(20):
         if not inbox(state):
