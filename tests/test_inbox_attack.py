@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,7 +180,9 @@ def test_a_signal_held_while_spooling_stops_the_send_before_it_starts() -> None:
 
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        os.kill(os.getpid(), signal.SIGTERM)
+        # To this thread: sent to the process, a thread that does not block SIGTERM (the
+        # xdist worker's execnet thread) takes it, and the worker dies.
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
         assert aio.run_bounded(send(), 5.0, heard.append) is None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
