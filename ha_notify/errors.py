@@ -40,6 +40,15 @@ class LockBusy(SpoolError):
     """Another process held the state lock for longer than this run could wait."""
 
 
+class Backlog(LockBusy):
+    """The state lock was had, but older events queued in the inbox could not all be
+    numbered in time: this event must queue behind them (``waiting``: how many there are)."""
+
+    def __init__(self, message: str, waiting: int) -> None:
+        super().__init__(message)
+        self.waiting = waiting
+
+
 class ChannelError(HaNotifyError):
     """One delivery through one channel failed.
 

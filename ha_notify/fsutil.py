@@ -32,6 +32,18 @@ def transient(exc: OSError) -> bool:
     return exc.errno in TRANSIENT
 
 
+def why_unreadable(path: Path, exc: OSError) -> str:
+    """What to tell the operator about a file that cannot be read now (a transient error):
+    left in place, and for EACCES whose it is and the chown that fixes it."""
+    why = f"cannot be read now ({exc.strerror or exc}); left in place for the next run"
+    if isinstance(exc, PermissionError):
+        owner = "?"
+        with contextlib.suppress(OSError):
+            owner = str(path.lstat().st_uid)
+        why += f" (owner uid {owner}: chown it to state_dir's owner, keepalived's script_user)"
+    return why
+
+
 def instant(value: object) -> float:
     """A stored time (seconds since the epoch): finite and not negative, else ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -110,13 +122,19 @@ def atomic_write(path: Path, text: str, durable: bool = True) -> None:
         os.close(dir_fd)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, nofollow: bool = False, limit: Optional[int] = None) -> str:
     """The text of a regular file; a FIFO, device or folder in its place raises OSError at
-    once instead of blocking the reader (a foreign file in state_dir must not hang a run)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    once instead of blocking the reader (a foreign file in state_dir must not hang a run).
+    ``nofollow``: a symlink raises OSError (ELOOP); ``limit``: a file of more bytes raises
+    OSError (EFBIG) before any is read."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
+    fd = os.open(path, flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{path} is not a regular file")
+        if limit is not None and st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than {limit} (too big)")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "r", encoding="utf-8", closefd=False) as fh:
             return fh.read()

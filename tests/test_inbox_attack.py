@@ -97,6 +97,13 @@ def test_a_backlog_of_ten_thousand_keeps_the_deadline_and_the_order(
     assert 0 < left <= 10001
     if left > 1:  # not all adopted: its own event queued behind them, not numbered first
         assert "are not numbered yet" in proc.stderr
+        # Said plainly: the lock was free; the event waits behind the backlog.
+        assert (
+            f"BACKUP: queued behind {left - 1} older events still waiting in the inbox (the "
+            in (proc.stderr)
+        )
+        assert "state lock was free" in proc.stderr
+        assert "queued behind the state lock" not in proc.stderr
     cfg = write_config(chan, deadline=600, flap_threshold=100000)
     for _ in range(20):
         if not inbox(state):
@@ -173,8 +180,8 @@ def test_a_signal_held_while_spooling_stops_the_send_before_it_starts() -> None:
 
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        # To this thread only: a process-directed SIGTERM goes to any thread that does not
-        # block it (pytest-xdist's I/O thread), and its default action ends the test run.
+        # To this thread: sent to the process, a thread that does not block SIGTERM (the
+        # xdist worker's execnet thread) takes it, and the worker dies.
         signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
         assert aio.run_bounded(send(), 5.0, heard.append) is None
     finally:

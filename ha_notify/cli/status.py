@@ -45,7 +45,8 @@ def collect(config: Config) -> dict[str, Any]:
         info["attempts"] = max(info["attempts"], d.attempts)
         recipients += _recipients(d, "pending")
     queued = []
-    for q, names in waiting(Inbox(g.state_dir, spool.quarantine), spool, config.channels):
+    inbox = Inbox(g.state_dir, spool.quarantine)
+    for q, names in waiting(inbox, spool, config.channels):
         for name in names:  # pending for its channels too
             info = channels.setdefault(
                 name, {"pending": 0, "oldest_age_s": 0.0, "last_error": "", "attempts": 0}
@@ -83,7 +84,10 @@ def collect(config: Config) -> dict[str, Any]:
         "dead_letters": [_dead(d, now) for d in dead],
         "recipients": recipients,
         "quarantined": quarantined(spool),
-        "unreadable": [{"file": str(p), "reason": r} for p, r in sorted(spool.unreadable.items())],
+        "unreadable": [
+            {"file": str(p), "reason": r}
+            for p, r in sorted({**spool.unreadable, **inbox.unreadable}.items())
+        ],
         "checks": checks,
     }
 

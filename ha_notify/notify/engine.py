@@ -15,12 +15,12 @@ from typing import Any, Callable, NamedTuple, Optional, TypeVar
 from ha_notify import aio
 from ha_notify.channels import Context, build
 from ha_notify.config import Config
-from ha_notify.errors import ConfigError, LockBusy, SpoolError
+from ha_notify.errors import Backlog, ConfigError, LockBusy, SpoolError
 from ha_notify.event import STABLE, Event, Node
 from ha_notify.notify import direct, dispatch, node
 from ha_notify.notify.delivery import Delivery
 from ha_notify.notify.dispatch import Built, Outcome
-from ha_notify.notify.inbox import QUEUED, Inbox, adopt, started_at
+from ha_notify.notify.inbox import QUEUED, Inbox, adopt, backlogged, started_at
 from ha_notify.notify.render import Renderer
 from ha_notify.notify.report import (
     ChannelResult,
@@ -310,8 +310,9 @@ class Notifier:
         except OSError as exc:
             raise SpoolError(f"{busy}, and the inbox could not be written: {exc}") from exc
         what = f"{event.kind} {event.name} {event.filter_key.upper()}"
-        log.warning("%s: %s (%s; event %s in %s)", what, QUEUED, busy, event.id, path.parent)
-        return Spooled([], (f"{what}: {QUEUED} ({busy})",), queued=True)
+        said = backlogged(busy.waiting) if isinstance(busy, Backlog) else QUEUED
+        log.warning("%s: %s (%s; event %s in %s)", what, said, busy, event.id, path.parent)
+        return Spooled([], (f"{what}: {said} ({busy})",), queued=True)
 
     def spool_alert(self, event: Event, deadline: Optional[float] = None) -> list[Delivery]:
         """Spool an event that is not a state change (a pair alert) for every channel that

@@ -27,7 +27,14 @@ from typing import Any, Callable, Optional, Protocol
 from ha_notify import aio
 from ha_notify.constants import PAIR_KINDS
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, instant, make_dirs, read_text, transient
+from ha_notify.fsutil import (
+    atomic_write,
+    instant,
+    make_dirs,
+    read_text,
+    transient,
+    why_unreadable,
+)
 from ha_notify.notify.quarantine import Quarantine
 from ha_notify.notify.spool import STALE_TMP, Spool
 from ha_notify.notify.store import SUPPRESSED, Settled, StateStore
@@ -35,6 +42,8 @@ from ha_notify.notify.store import SUPPRESSED, Settled, StateStore
 log = logging.getLogger(__name__)
 ADOPTED = 100  # ids of adopted events remembered per instance (state.json "adopted")
 QUEUED = "queued behind the state lock; numbered and sent by the next notify/flush"
+# An inbox file holds one event (a few KiB); a bigger one is damage, set aside unread.
+MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Inbox:
     def __init__(self, state_dir: Path, quarantine: Quarantine) -> None:
         self.folder = state_dir / "inbox"
         self.quarantine = quarantine
+        self.unreadable: dict[Path, str] = {}  # left in place for the next run, and why
 
     def put(self, event: Event) -> Path:
         """Write ``event`` (unnumbered) durably; raises OSError when even that fails."""
@@ -68,7 +78,14 @@ class Inbox:
             "argv": sys.argv[1:],
         }
         path = self.folder / f"{event.id}.json"
-        atomic_write(path, json.dumps(data, ensure_ascii=False))
+        try:
+            atomic_write(path, json.dumps(data, ensure_ascii=False))
+        except OSError as exc:
+            if not os.path.lexists(path):
+                raise
+            # Renamed into place; only the folder's fsync failed. It is queued: sent directly
+            # as well, the next lock holder would send it a second time.
+            log.error("inbox %s: folder not synced (%s); %s stays queued", self.folder, exc, path)
         return path
 
     def names(self) -> list[str]:
@@ -101,9 +118,10 @@ class Inbox:
         return removed
 
     def read(self, path: Path) -> Optional[Queued]:
-        """The inbox event at ``path``; None if gone, unreadable for now, or quarantined."""
+        """The inbox event at ``path``; None if gone, unreadable for now (listed in
+        ``unreadable``), or quarantined (damaged, too big, a symlink, FIFO or folder)."""
         try:
-            data = json.loads(read_text(path))
+            data = json.loads(read_text(path, nofollow=True, limit=MAX_BYTES))
             if not isinstance(data, dict) or not isinstance(data.get("event"), dict):
                 raise ValueError("not an inbox entry (no event object)")
             event = Event.from_json(data["event"])
@@ -117,7 +135,10 @@ class Inbox:
             return None
         except OSError as exc:
             if transient(exc):
-                log.error("inbox file %s cannot be read now (%s); left for the next run", path, exc)
+                why = why_unreadable(path, exc)
+                if path not in self.unreadable:
+                    log.error("inbox file %s %s", path, why)
+                self.unreadable[path] = why
                 return None
             self.quarantine.put(path, f"damaged inbox file: {exc}")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -134,9 +155,19 @@ class Inbox:
         return sorted(found, key=lambda q: q.order)
 
     def remove(self, entry: Queued) -> None:
-        """Drop an adopted event (its spool entry is on disk already)."""
-        with contextlib.suppress(FileNotFoundError):
+        """Drop an adopted event (its spool entry is on disk already). If it cannot go (a
+        read-only folder), it stays: the next holder of the lock finds it numbered already
+        and only tries to remove it again; the other events go on."""
+        try:
             os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error(
+                "inbox file %s is numbered but cannot be removed (%s); left for the next run",
+                entry.path,
+                exc,
+            )
 
 
 class Filter(Protocol):
@@ -159,6 +190,15 @@ def waiting(
         for q in inbox.entries()
         if not spool.holds(q.event)  # else numbered already; a killed adopter left the copy
     ]
+
+
+def backlogged(waiting: int) -> str:
+    """What a notify says when its event queues behind a backlog (the lock was free)."""
+    return (
+        f"queued behind {waiting} older events still waiting in the inbox (the state lock "
+        "was free, but numbering them all would have passed the deadline); numbered and sent "
+        "after them, in order, by the next notify/flush"
+    )
 
 
 def started_at() -> float:

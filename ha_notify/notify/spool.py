@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from ha_notify.errors import SpoolError
 from ha_notify.event import Event
-from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text, transient
+from ha_notify.fsutil import atomic_write, locked, make_dirs, read_text, transient, why_unreadable
 from ha_notify.notify.delivery import DEAD, PENDING, SENT, Delivery, EventFile, Leg, parse
 from ha_notify.notify.quarantine import Quarantine
 from ha_notify.notify.waits import Waits
@@ -89,14 +89,7 @@ class Spool:
             if not transient(exc):
                 self.quarantine.put(path, f"damaged spool file: {type(exc).__name__}: {exc}")
                 return None
-            why = f"cannot be read now ({exc.strerror or exc}); left in place for the next run"
-            if isinstance(exc, PermissionError):
-                owner = "?"
-                with contextlib.suppress(OSError):
-                    owner = str(path.stat().st_uid)
-                why += (
-                    f" (owner uid {owner}: chown it to state_dir's owner, keepalived's script_user)"
-                )
+            why = why_unreadable(path, exc)
             if path not in self.unreadable:
                 log.error("spool file %s %s", path, why)
             self.unreadable[path] = why

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
-from ha_notify.errors import LockBusy, SpoolError
+from ha_notify.errors import Backlog, LockBusy, SpoolError
 from ha_notify.event import FLAPPING, TRANSITION, Event, Transition
 from ha_notify.fsutil import atomic_write, instant, locked, make_dirs, read_text
 from ha_notify.notify.quarantine import Quarantine
@@ -115,10 +116,16 @@ class StateStore:
             f"(waited {timeout or 0:g}s)"
         )
 
-    def _behind(self) -> LockBusy:
-        return LockBusy(
-            f"state_dir {self.dir}: older events queued in {self.dir / 'inbox'} are not "
-            "numbered yet (out of time), so this one must wait behind them"
+    def _behind(self) -> Backlog:
+        folder = self.dir / "inbox"
+        try:
+            waiting = sum(1 for n in os.listdir(folder) if n.endswith(".json"))
+        except OSError:
+            waiting = 0
+        return Backlog(
+            f"state_dir {self.dir}: {waiting} older events queued in {folder} are not "
+            "numbered yet (out of time), so this one must wait behind them",
+            waiting,
         )
 
     def _held(
