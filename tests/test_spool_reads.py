@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,31 @@ def test_bad_timestamps_are_quarantined(
         server.stop()
     assert flushed.code == 0 and "internal error" not in flushed.err
     assert [m.message["X-HA-Notify-State"] for m in server.messages] == ["BACKUP"]
+
+
+def test_event_renamed_into_place_counts_as_spooled_when_the_folder_fsync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder fsync that fails after the rename leaves the event spooled, not an error: an
+    error would make the notify send it directly, and the next run send the spooled copy."""
+    import stat as stat_module
+
+    from ha_notify.event import Event, Node
+
+    real = os.fsync
+
+    def failing_on_folders(fd: int) -> None:
+        if stat_module.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    spool = Spool(tmp_path / "state")
+    spool.ensure()
+    monkeypatch.setattr(os, "fsync", failing_on_folders)
+    event = Event(
+        state="master", name="VI_1", cluster="c", node=Node("lb1", "lb1", (), None), seq=1
+    )
+    deliveries = spool.add(event, ["mail"])
+    assert [d.channel for d in deliveries] == ["mail"]
+    assert [p.name for p in spool.pending.glob("*.json")] == [f"{event.id}.json"]
+    assert "folder not synced" in caplog.text

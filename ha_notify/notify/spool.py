@@ -76,7 +76,12 @@ class Spool:
         try:
             atomic_write(entry.path, json.dumps(entry.to_json(), ensure_ascii=False))
         except OSError as exc:
-            raise SpoolError(f"spool {self.pending}: cannot write: {exc}") from exc
+            if not os.path.lexists(entry.path):
+                raise SpoolError(f"spool {self.pending}: cannot write: {exc}") from exc
+            # Renamed into place; only the folder's fsync failed. It is spooled: failing
+            # here would send it directly, and the next run would send the spooled copy too.
+            log.error("spool %s: folder not synced (%s); %s is spooled", self.pending, exc,
+                      entry.path)  # fmt: skip
         return entry.deliveries()
 
     def read(self, path: Path) -> Optional[EventFile]:
