@@ -205,10 +205,12 @@ def test_fifo_lines_become_states_and_metrics(ns: Namespace, tmp_path: Path) -> 
             writer.write('INSTANCE "VI_1" MASTER_RX_LOWER_PRI 100\n')
         line = 'ha_notify_vrrp_state{cluster="test",node="'
         wait_for(
-            lambda: watch.metrics.exists()  # not yet written by the first round
-            and any(
-                ln.startswith(line) and ln.endswith('vrrp_instance="VI_1",state="master"} 1')
-                for ln in watch.metrics.read_text().splitlines()
+            lambda: (
+                watch.metrics.exists()  # not yet written by the first round
+                and any(
+                    ln.startswith(line) and ln.endswith('vrrp_instance="VI_1",state="master"} 1')
+                    for ln in watch.metrics.read_text().splitlines()
+                )
             ),
             "VI_1 master in the metrics",
         )
