@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -150,6 +151,7 @@ def test_sigkill_after_spooling_is_delivered_next_run(
 def test_sigterm_keeps_spool_consistent(write_config: WriteConfig, tmp_path: Path) -> None:
     """SIGTERM (what keepalived sends) ends the command with the delivery still pending."""
     hung = SilentServer().start()
+    proc: Optional[subprocess.Popen[bytes]] = None
     try:
         cfg = write_config({"mail": mail_channel(hung.port, timeout=60)}, deadline=60)
         proc = subprocess.Popen(
@@ -162,6 +164,9 @@ def test_sigterm_keeps_spool_consistent(write_config: WriteConfig, tmp_path: Pat
         files = pending(tmp_path / "state")
         assert len(files) == 1 and json.loads(files[0].read_text())["event"]["state"] == "master"
     finally:
+        if proc is not None and proc.poll() is None:  # a failure must not leak into the next
+            proc.kill()
+            proc.wait()
         hung.stop()
 
 
