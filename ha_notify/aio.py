@@ -67,6 +67,9 @@ def was_handed_over() -> bool:
     return _delivery.get() in _committed
 
 
+CANCEL_WAIT = 0.25  # seconds a cut task may take to end once cancelled
+
+
 async def _bounded(
     task: asyncio.Task[T], timeout: float, grace: float, stop: asyncio.Future[None]
 ) -> T:
@@ -96,6 +99,17 @@ async def _bounded(
         await asyncio.wait(steps, timeout=left, return_when=asyncio.FIRST_COMPLETED)
     if not task.done():
         task.cancel()
+    # A cancellation can be lost: in Python < 3.12, asyncio.wait_for (ours around a channel,
+    # aiosmtplib's around each answer) may swallow it when what it waits on completes at
+    # that moment, and the send then runs on to its own timeout (a SIGTERM ignored for a
+    # minute, seen once under load). Cancel again until the task ends, for a bounded time.
+    give_up = time.monotonic() + CANCEL_WAIT
+    while not task.done() and time.monotonic() < give_up:
+        await asyncio.wait({task}, timeout=0.05)
+        if not task.done():
+            task.cancel()
+    if not task.done():
+        raise asyncio.CancelledError
     return await task
 
 
@@ -179,8 +193,11 @@ def run_bounded(
         leftovers = asyncio.all_tasks(loop)
         for left in leftovers:
             left.cancel()
-        if leftovers:
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        if leftovers:  # bounded: a task that loses its cancellation is abandoned, not awaited
+            loop.run_until_complete(asyncio.wait(leftovers, timeout=CANCEL_WAIT))
+            for left in leftovers:
+                if left.done() and not left.cancelled():
+                    left.exception()  # retrieved: its outcome was recorded, or is moot
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         for sig, handler in saved.items():
